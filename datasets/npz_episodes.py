@@ -1,0 +1,424 @@
+"""npz_episodes: recorded episodes (e.g. Playroom or Robotics Arm) as .npz files.
+
+The Playroom and Robotics Arm datasets of the PARTS paper were never publicly
+released. If you have recordings of your own (an agent moving a camera, a robot
+arm acting on objects), store them in this format and set
+`data.name='npz_episodes'` (or whatever name the registry maps to this module)
+and `data.data_dir=<root>`.
+
+Layout:
+  <root>/train/*.npz   training episodes; episode i is the i-th file in
+                       sorted file-name order.
+  <root>/eval/*.npz    evaluation episodes, same format.
+
+Each .npz file (np.savez or np.savez_compressed) holds one episode:
+  video          [T, H, W, 3] uint8, RGB frames (required).
+  actions        [T, A] float32 (optional; absent means A = 0). actions[t] is
+                 the action taken after frame t, i.e. it leads from frame t to
+                 frame t+1 (actions[T-1] is unused). E.g. A = 7 for a 7-DoF arm.
+  segmentations  [T, H, W] integer (optional), 0 = background, 1..N = objects
+                 (used only for evaluation).
+
+Within a split, all episodes must have the same A and either all or none have
+segmentations; T must be >= data.num_frames (the first data.num_frames frames
+are used). Frames whose H or W differ from data.image_size are resized when
+loaded (video: area averaging when shrinking, bilinear when enlarging;
+segmentations: nearest neighbour). data.num_train / data.num_eval (when > 0)
+cap the number of episodes used, taking the first files in name order.
+
+Converting loose recordings:
+  python -m datasets.npz_episodes --src=<folder of .npz> --dst=<root> \
+      [--eval_fraction=0.1] [--seed=0]
+reads every .npz below --src (any file names, searched recursively) and writes
+<root>/train and <root>/eval. Accepted key names: the video under `video`,
+`frames` or `images` (uint8, or float in [0, 1] which is scaled to 0..255);
+actions under `actions` or `action`; segmentations under `segmentations`,
+`segmentation` or `masks`. The split is deterministic: the files, in sorted
+order, are permuted with np.random.default_rng(seed) and the first
+round(eval_fraction * n) (at least 1 when eval_fraction > 0 and n >= 2) go to
+eval. Every file is validated; a bad file stops the conversion with its name.
+"""
+import argparse
+import glob
+import os
+import zipfile
+import zlib
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from datasets import base
+
+VIDEO_KEYS = ("video", "frames", "images")
+ACTION_KEYS = ("actions", "action")
+SEGMENTATION_KEYS = ("segmentations", "segmentation", "masks")
+_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile,
+                zlib.error)
+
+
+def _missing_root_message(path: str) -> str:
+  return (
+      f"{path}: no such folder. npz_episodes reads <data_dir>/train/*.npz and "
+      f"<data_dir>/eval/*.npz (format: see datasets/npz_episodes.py). The "
+      f"Playroom (and Robotics Arm) data of the PARTS paper were never "
+      f"publicly released: record your own episodes and convert them with "
+      f"`python -m datasets.npz_episodes --src=<folder of .npz> "
+      f"--dst={os.path.dirname(path.rstrip(os.sep)) or '<data_dir>'}`, or use "
+      f"data.name='room3d' (a procedural 3D stand-in with camera actions).")
+
+
+# ----------------------------------------------------------------------------
+# Resizing (shared with the other loaders).
+
+
+def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
+  """[n_out, n_in] weights: area averaging when shrinking, else bilinear."""
+  weights = np.zeros((n_out, n_in))
+  if n_out <= n_in:  # Output pixel i covers input interval [i s, (i + 1) s).
+    scale = n_in / n_out
+    edges = np.arange(n_out + 1) * scale
+    for i in range(n_out):
+      lo, hi = edges[i], edges[i + 1]
+      for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
+        weights[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
+  elif n_in == 1:
+    weights[:] = 1.0
+  else:  # Pixel centres aligned (half-pixel convention), edges clamped.
+    x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+    left = np.minimum(np.floor(x).astype(int), n_in - 2)
+    frac = x - left
+    weights[np.arange(n_out), left] = 1 - frac
+    weights[np.arange(n_out), left + 1] += frac
+  return weights
+
+
+def resize_video(video: np.ndarray, height: int, width: int) -> np.ndarray:
+  """[T, h, w, 3] uint8 -> [T, height, width, 3] uint8 (rounded).
+
+  Separable per axis: exact area averaging when shrinking (e.g. the mean of
+  each 2x2 block when halving), bilinear when enlarging.
+  """
+  video = np.asarray(video)
+  if video.shape[1:3] == (height, width):
+    return video
+  rows = _resize_matrix(video.shape[1], height)
+  cols = _resize_matrix(video.shape[2], width)
+  out = np.einsum("oh,thwc,pw->topc", rows, video.astype(np.float64), cols)
+  return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def resize_segmentations(seg: np.ndarray, height: int,
+                         width: int) -> np.ndarray:
+  """[T, h, w] ids -> [T, height, width] int32 by nearest neighbour.
+
+  Output pixel (i, j) takes input pixel (floor((i + .5) * h / height),
+  floor((j + .5) * w / width)), i.e. the one under its centre.
+  """
+  seg = np.asarray(seg)
+  h, w = seg.shape[1:3]
+  rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
+  cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
+  return seg[:, rows][:, :, cols].astype(np.int32)
+
+
+def fit_episode(episode: base.Episode, image_size: int, num_frames: int,
+                origin: str) -> base.Episode:
+  """Keeps the first `num_frames` frames and resizes to image_size^2."""
+  length = episode["video"].shape[0]
+  if length < num_frames:
+    raise base.DataError(f"{origin}: has {length} frames, fewer than "
+                         f"data.num_frames={num_frames}; lower data.num_frames")
+  out = {"video": resize_video(episode["video"][:num_frames], image_size,
+                               image_size),
+         "actions": np.asarray(episode["actions"][:num_frames], np.float32)}
+  if "segmentations" in episode:
+    out["segmentations"] = resize_segmentations(
+        episode["segmentations"][:num_frames], image_size, image_size)
+  return out
+
+
+# ----------------------------------------------------------------------------
+# Reading and checking one file.
+
+
+def _array_headers(path: str) -> Dict[str, Tuple[tuple, np.dtype]]:
+  """{key: (shape, dtype)} of an .npz, reading only the .npy headers."""
+  headers = {}
+  with zipfile.ZipFile(path) as archive:
+    for name in archive.namelist():
+      if not name.endswith(".npy"):
+        continue
+      with archive.open(name) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+          shape, _, dtype = np.lib.format.read_array_header_1_0(f)
+        else:
+          shape, _, dtype = np.lib.format.read_array_header_2_0(f)
+      headers[name[:-4]] = (shape, dtype)
+  return headers
+
+
+def _pick(keys, names, path, what, required=True) -> Optional[str]:
+  found = [k for k in names if k in keys]
+  if len(found) > 1:
+    raise base.DataError(f"{path}: several {what} arrays {found}; keep one")
+  if not found and required:
+    raise base.DataError(f"{path}: no {what} array; expected one of {names}, "
+                         f"found {sorted(keys)}")
+  return found[0] if found else None
+
+
+def check_shapes(path: str, video: Tuple[tuple, np.dtype],
+                 actions: Optional[Tuple[tuple, np.dtype]],
+                 segmentations: Optional[Tuple[tuple, np.dtype]],
+                 video_dtypes=(np.uint8,)) -> None:
+  """Raises DataError (naming `path`) unless the (shape, dtype) pairs fit."""
+  shape, dtype = video
+  if len(shape) != 4 or shape[-1] != 3 or min(shape) < 1:
+    raise base.DataError(f"{path}: video has shape {shape}, expected "
+                         f"[T, H, W, 3] (channels last, RGB)")
+  if np.dtype(dtype) not in [np.dtype(d) for d in video_dtypes]:
+    raise base.DataError(f"{path}: video has dtype {dtype}, expected "
+                         f"{' or '.join(np.dtype(d).name for d in video_dtypes)}")
+  if actions is not None:
+    a_shape, a_dtype = actions
+    if len(a_shape) != 2 or a_shape[0] != shape[0]:
+      raise base.DataError(f"{path}: actions have shape {a_shape}, expected "
+                           f"[T, A] with T = {shape[0]} (the video's T)")
+    if not np.issubdtype(a_dtype, np.floating):
+      raise base.DataError(f"{path}: actions have dtype {a_dtype}, expected "
+                           f"float32")
+  if segmentations is not None:
+    s_shape, s_dtype = segmentations
+    if tuple(s_shape) != tuple(shape[:3]):
+      raise base.DataError(f"{path}: segmentations have shape {s_shape}, "
+                           f"expected [T, H, W] = {tuple(shape[:3])}")
+    if not (np.issubdtype(s_dtype, np.integer) or s_dtype == np.bool_):
+      raise base.DataError(f"{path}: segmentations have dtype {s_dtype}, "
+                           f"expected an integer type")
+
+
+def _check_values(path: str, episode: base.Episode) -> None:
+  if not np.isfinite(episode["actions"]).all():
+    raise base.DataError(f"{path}: actions contain NaN or infinite values")
+  seg = episode.get("segmentations")
+  if seg is not None and seg.size and seg.min() < 0:
+    raise base.DataError(f"{path}: segmentations contain negative ids "
+                         f"({seg.min()}); use 0 for background, 1..N objects")
+
+
+def load_episode(path: str) -> base.Episode:
+  """One episode file in the documented format, checked (DataError if bad)."""
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      keys = set(data.files)
+      if "video" not in keys:
+        raise base.DataError(f"{path}: no `video` array (found {sorted(keys)})"
+                             f"; convert loose files with `python -m "
+                             f"datasets.npz_episodes --src=... --dst=...`")
+      episode = {"video": data["video"]}
+      episode["actions"] = (data["actions"].astype(np.float32)
+                            if "actions" in keys else
+                            np.zeros((len(episode["video"]), 0), np.float32))
+      if "segmentations" in keys:
+        episode["segmentations"] = data["segmentations"].astype(np.int32)
+  except base.DataError:
+    raise
+  except _READ_ERRORS as e:
+    raise base.DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the "
+                         f"file is truncated or corrupt, re-export it") from e
+  check_shapes(path, (episode["video"].shape, episode["video"].dtype),
+               (episode["actions"].shape, episode["actions"].dtype),
+               (episode["segmentations"].shape, np.dtype(np.int32))
+               if "segmentations" in episode else None)
+  _check_values(path, episode)
+  return episode
+
+
+# ----------------------------------------------------------------------------
+# Episode source.
+
+
+class NpzEpisodeSource(base.EpisodeSource):
+  """Random access to <root>/<split>/*.npz (headers checked when built)."""
+
+  def __init__(self, folder: str, image_size: int, num_frames: int,
+               max_episodes: int = 0):
+    self.origin = folder
+    if not os.path.isdir(folder):
+      raise base.DataError(_missing_root_message(folder))
+    files = sorted(glob.glob(os.path.join(folder, "*.npz")))
+    if not files:
+      raise base.DataError(
+          f"{folder}: no .npz episodes in this split folder; put episodes "
+          f"there (format: datasets/npz_episodes.py) or convert loose ones "
+          f"with `python -m datasets.npz_episodes --src=... --dst=...`")
+    if max_episodes > 0:
+      files = files[:max_episodes]
+    self._files = files
+    self._image_size, self._num_frames = int(image_size), int(num_frames)
+    signature = None  # (A, has segmentations) of the first file.
+    for path in files:
+      try:
+        headers = _array_headers(path)
+      except _READ_ERRORS as e:
+        raise base.DataError(f"{path}: cannot read ({type(e).__name__}: {e}); "
+                             f"the file is truncated or corrupt, re-export "
+                             f"it") from e
+      if "video" not in headers:
+        raise base.DataError(f"{path}: no `video` array (found "
+                             f"{sorted(headers)})")
+      check_shapes(path, headers["video"], headers.get("actions"),
+                   headers.get("segmentations"))
+      length = headers["video"][0][0]
+      if length < self._num_frames:
+        raise base.DataError(f"{path}: has {length} frames, fewer than "
+                             f"data.num_frames={self._num_frames}")
+      this = (headers["actions"][0][1] if "actions" in headers else 0,
+              "segmentations" in headers)
+      if signature is None:
+        signature = this
+      elif this != signature:
+        raise base.DataError(
+            f"{path}: (action dim, has segmentations) = {this}, but "
+            f"{files[0]} has {signature}; all episodes of a split must agree")
+    self.action_dim, self.has_segmentations = signature
+
+  def __len__(self) -> int:
+    return len(self._files)
+
+  def __getitem__(self, index: int) -> base.Episode:
+    if not 0 <= index < len(self._files):
+      raise IndexError(f"{self.origin}: index {index} out of range "
+                       f"[0, {len(self._files)})")
+    path = self._files[index]
+    return fit_episode(load_episode(path), self._image_size, self._num_frames,
+                       path)
+
+
+def build_source(data_config, split: str) -> base.EpisodeSource:
+  """Episodes of <data.data_dir>/<split>/*.npz, split in {"train", "eval"}."""
+  if split not in ("train", "eval"):
+    raise base.DataError(f"npz_episodes: unknown split {split!r}; valid: "
+                         f"['eval', 'train']")
+  root = str(data_config.data_dir or "")
+  if not root or not os.path.isdir(root):
+    raise base.DataError(_missing_root_message(root or "<data.data_dir unset>"))
+  limit = data_config.get(f"num_{split}", 0) or 0
+  return NpzEpisodeSource(os.path.join(root, split),
+                          int(data_config.image_size),
+                          int(data_config.num_frames), int(limit))
+
+
+# ----------------------------------------------------------------------------
+# Converter.
+
+
+def _convert_one(path: str) -> Dict[str, np.ndarray]:
+  """A loose episode file -> arrays in the documented format (checked)."""
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      keys = set(data.files)
+      v = _pick(keys, VIDEO_KEYS, path, "video")
+      a = _pick(keys, ACTION_KEYS, path, "actions", required=False)
+      s = _pick(keys, SEGMENTATION_KEYS, path, "segmentations", required=False)
+      video = data[v]
+      out = {}
+      if a is not None:
+        out["actions"] = data[a]
+      if s is not None:
+        out["segmentations"] = data[s]
+  except base.DataError:
+    raise
+  except _READ_ERRORS as e:
+    raise base.DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the "
+                         f"file is truncated or corrupt") from e
+  check_shapes(path, (video.shape, video.dtype),
+               (out["actions"].shape, out["actions"].dtype)
+               if "actions" in out else None,
+               (out["segmentations"].shape, out["segmentations"].dtype)
+               if "segmentations" in out else None,
+               video_dtypes=(np.uint8, np.float16, np.float32, np.float64))
+  if video.dtype != np.uint8:
+    if not np.isfinite(video).all() or video.min() < 0 or video.max() > 1:
+      raise base.DataError(f"{path}: float video must lie in [0, 1], got "
+                           f"[{np.nanmin(video)}, {np.nanmax(video)}] or "
+                           f"non-finite values")
+    video = np.round(video * 255.0).astype(np.uint8)
+  out["video"] = video
+  if "actions" in out:
+    out["actions"] = out["actions"].astype(np.float32)
+  else:
+    out["actions"] = np.zeros((len(video), 0), np.float32)
+  if "segmentations" in out:
+    out["segmentations"] = out["segmentations"].astype(np.int32)
+  _check_values(path, out)
+  if out["actions"].shape[1] == 0:
+    del out["actions"]  # Absent means A = 0.
+  return out
+
+
+def convert_folder(src_dir: str, dst_dir: str, eval_fraction: float = 0.1,
+                   seed: int = 0, compress: bool = True) -> Tuple[int, int]:
+  """Converts loose .npz episodes below `src_dir` into <dst_dir>/{train,eval}.
+
+  Args:
+    src_dir: folder searched recursively for *.npz (any names; keys as in the
+      module docstring).
+    dst_dir: output root; its train/ and eval/ must be absent or empty.
+    eval_fraction: fraction of episodes for eval (deterministic split).
+    seed: seed of the split permutation.
+    compress: write with np.savez_compressed (else np.savez).
+
+  Returns:
+    (number of train episodes, number of eval episodes).
+  """
+  if not os.path.isdir(src_dir):
+    raise base.DataError(f"{src_dir}: no such folder (--src)")
+  if not 0.0 <= eval_fraction <= 1.0:
+    raise base.DataError(f"eval_fraction must be in [0, 1], got "
+                         f"{eval_fraction}")
+  files = sorted(glob.glob(os.path.join(src_dir, "**", "*.npz"),
+                           recursive=True))
+  if not files:
+    raise base.DataError(f"{src_dir}: no .npz files found (searched "
+                         f"recursively)")
+  for split in ("train", "eval"):
+    folder = os.path.join(dst_dir, split)
+    if os.path.isdir(folder) and os.listdir(folder):
+      raise base.DataError(f"{folder}: already contains files; choose an empty "
+                           f"--dst (conversion never overwrites episodes)")
+  num_eval = int(round(eval_fraction * len(files)))
+  if eval_fraction > 0 and len(files) >= 2:
+    num_eval = min(max(num_eval, 1), len(files) - 1)
+  order = np.random.default_rng(seed).permutation(len(files))
+  is_eval = np.zeros(len(files), bool)
+  is_eval[order[:num_eval]] = True
+  save = np.savez_compressed if compress else np.savez
+  for split in ("train", "eval"):
+    os.makedirs(os.path.join(dst_dir, split), exist_ok=True)
+  for path, to_eval in zip(files, is_eval):
+    arrays = _convert_one(path)
+    name = os.path.relpath(path, src_dir)[:-len(".npz")].replace(os.sep, "__")
+    save(os.path.join(dst_dir, "eval" if to_eval else "train", name + ".npz"),
+         **arrays)
+  return len(files) - num_eval, num_eval
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(
+      description="Convert loose .npz episodes into the npz_episodes format "
+                  "(<dst>/train, <dst>/eval); see datasets/npz_episodes.py.")
+  parser.add_argument("--src", required=True, help="folder of loose .npz")
+  parser.add_argument("--dst", required=True, help="output root")
+  parser.add_argument("--eval_fraction", type=float, default=0.1)
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--no_compress", action="store_true")
+  args = parser.parse_args(argv)
+  num_train, num_eval = convert_folder(args.src, args.dst, args.eval_fraction,
+                                       args.seed, not args.no_compress)
+  print(f"wrote {num_train} train and {num_eval} eval episodes to {args.dst}")
+
+
+if __name__ == "__main__":
+  main()

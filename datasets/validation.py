@@ -1,0 +1,125 @@
+"""Checks that an episode or batch is in the format of `datasets.base`.
+
+Every failure raises `base.DataError` naming the origin (file or source, and
+episode index) and what to fix. The checks are cheap (one pass over floats,
+none over uint8 pixels), so they run on every episode the pipeline reads.
+"""
+from typing import Optional
+
+import numpy as np
+
+from datasets import base
+
+
+def _fail(origin: str, problem: str, fix: str):
+  raise base.DataError(f"{origin}: {problem}; {fix}")
+
+
+def validate_episode(episode: base.Episode, origin: str, *,
+                     image_size: Optional[int] = None,
+                     num_frames: Optional[int] = None,
+                     action_dim: Optional[int] = None,
+                     require_segmentations: bool = False) -> None:
+  """Raises DataError if `episode` is not a valid episode.
+
+  Args:
+    episode: dict with "video" [T,H,W,3] (uint8, or float in [0, 1]),
+      "actions" [T,A] float, optional "segmentations" [T,H,W] integer >= 0.
+    origin: where the episode comes from (file/source and index).
+    image_size: if given, frames must be image_size x image_size.
+    num_frames: if given, episodes need at least this many frames.
+    action_dim: if given, A must equal it.
+    require_segmentations: whether "segmentations" must be present.
+  """
+  if not isinstance(episode, dict) or "video" not in episode:
+    got = (f"keys {sorted(episode)}" if isinstance(episode, dict)
+           else type(episode).__name__)
+    _fail(origin, f"expected a dict with a 'video' array, got {got}",
+          "sources must return episodes as in datasets/base.py")
+  video = np.asarray(episode["video"])
+  if video.ndim != 4 or video.shape[-1] != 3:
+    _fail(origin, f"video has shape {video.shape}, expected [T, H, W, 3]",
+          "store RGB frames as [T, H, W, 3]")
+  t, h, w = video.shape[:3]
+  if t == 0 or h == 0 or w == 0:
+    _fail(origin, f"video has shape {video.shape} (empty)",
+          "episodes need at least one frame")
+  if video.dtype == np.uint8:
+    pass
+  elif np.issubdtype(video.dtype, np.floating):
+    if not np.isfinite(video).all():
+      _fail(origin, "video contains NaN or inf pixels",
+            "fix or drop the episode")
+    lo, hi = video.min(), video.max()
+    if lo < 0.0 or hi > 1.0:
+      _fail(origin, f"float video values lie in [{lo:g}, {hi:g}], expected "
+            "[0, 1]", "store uint8 frames or floats scaled to [0, 1]")
+  else:
+    _fail(origin, f"video dtype is {video.dtype}",
+          "store uint8 (0..255) or float in [0, 1]")
+  if image_size is not None and (h, w) != (image_size, image_size):
+    _fail(origin, f"frames are {h}x{w} but config data.image_size="
+          f"{image_size}", "set data.image_size to match the data or resize "
+          "the data (generators: regenerate with the new size)")
+  if num_frames is not None and t < num_frames:
+    _fail(origin, f"episode has {t} frames but config data.num_frames="
+          f"{num_frames}", "lower data.num_frames or use longer episodes")
+
+  actions = episode.get("actions")
+  if actions is None:
+    if action_dim:
+      _fail(origin, "no 'actions'", f"the source declares {action_dim} action "
+            "dimensions; store actions [T, A]")
+  else:
+    actions = np.asarray(actions)
+    if actions.ndim != 2 or actions.shape[0] != t:
+      _fail(origin, f"actions have shape {actions.shape} but the video has "
+            f"{t} frames", "store actions as [T, A], one per frame (actions[t] "
+            "moves frame t to t+1)")
+    if action_dim is not None and actions.shape[1] != action_dim:
+      _fail(origin, f"actions have {actions.shape[1]} dimensions, the source "
+            f"declares {action_dim}", "make them agree")
+    if not (np.issubdtype(actions.dtype, np.floating) or
+            np.issubdtype(actions.dtype, np.integer)):
+      _fail(origin, f"actions dtype is {actions.dtype}", "store float32")
+    if actions.size and not np.isfinite(actions).all():
+      _fail(origin, "actions contain NaN or inf", "fix or drop the episode")
+
+  seg = episode.get("segmentations")
+  if seg is None:
+    if require_segmentations:
+      _fail(origin, "no 'segmentations'", "the source declares segmentations;"
+            " store them as [T, H, W] integer ids")
+    return
+  seg = np.asarray(seg)
+  if seg.shape != (t, h, w):
+    _fail(origin, f"segmentations have shape {seg.shape}, video "
+          f"{video.shape}", "store masks as [T, H, W] matching the frames")
+  if not np.issubdtype(seg.dtype, np.integer):
+    _fail(origin, f"segmentations dtype is {seg.dtype}",
+          "store integer ids (0 = background)")
+  if seg.size and seg.min() < 0:
+    _fail(origin, f"segmentations contain negative id {seg.min()}",
+          "use 0 for background and 1..N for objects")
+
+
+def validate_batch(batch, origin: str = "batch") -> None:
+  """Raises DataError if `batch` is not in the batch format of datasets/base.py."""
+  for key in ("video", "actions"):
+    if key not in batch:
+      _fail(origin, f"no {key!r}", "batches need 'video' and 'actions'")
+  video = batch["video"]
+  if video.ndim != 5 or video.shape[-1] != 3 or video.dtype != np.float32:
+    _fail(origin, f"video is {video.dtype} {video.shape}, expected float32 "
+          "[B, T, H, W, 3]", "build batches with datasets.pipeline")
+  b, t, h, w = video.shape[:4]
+  if not np.isfinite(video).all() or video.min() < 0 or video.max() > 1:
+    _fail(origin, "video has values outside [0, 1] or NaN",
+          "fix the source episodes")
+  actions = batch["actions"]
+  if actions.ndim != 3 or actions.shape[:2] != (b, t):
+    _fail(origin, f"actions have shape {actions.shape}, expected "
+          f"[{b}, {t}, A]", "build batches with datasets.pipeline")
+  if "segmentations" in batch and batch["segmentations"].shape != (b, t, h, w):
+    _fail(origin, f"segmentations have shape {batch['segmentations'].shape}, "
+          f"expected {(b, t, h, w)}", "build batches with datasets.pipeline")

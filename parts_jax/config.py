@@ -1,0 +1,86 @@
+"""Model configuration: defaults sized for a 2-core CPU, and validation with one-line errors.
+
+Paper-sized settings live in the dataset configs under experiments/configs/.
+"""
+import ml_collections
+
+PREDICTOR_KINDS = ("transformer_lstm", "lstm")
+TIME_LOOPS = ("scan", "unroll")
+CONV_IMPLS = ("auto", "xla", "im2col")
+
+
+def get_model_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.image_size = (32, 32)        # (H, W) of the frames the decoder produces
+  c.num_slots = 7                # K (parameters do not depend on K)
+  c.slot_dim = 16                # D; lambda = (mu, log sigma) in R^{K x 2D}
+  c.beta = 0.5                   # Eq 7
+  c.sigma_x = 0.1                # fixed pixel std of Eq 2
+  c.num_refine_steps = 1         # N (paper default 1)
+  c.tbptt = 4                    # stop state gradients every `tbptt` steps; 0 = off
+  c.burn_in = 0                  # > 0: refine only the first `burn_in` steps, then predict (4.2)
+  # Variants (Table 2, section 5).
+  c.slot_attention = True        # False: IODINE-style refinement (S-IODINE, OP3 baselines)
+  c.top_down = True              # False: queries from lambda only (5.2)
+  c.predictive_prior = False     # True: OP3-style prior = predictor output (5.1)
+  c.use_actions = True           # False: actions are not fed to predictor / refiner
+  c.second_order = False         # True: no stop-gradient on the dL/dlambda input
+  # Lowering.
+  c.time_loop = "scan"           # "scan" (jax.lax.scan) or "unroll" (Python loop)
+  c.conv_impl = "auto"           # "xla", "im2col" or "auto" (im2col on CPU); see layers.py
+  # Sizes.
+  c.decoder = ml_collections.ConfigDict(dict(channels=(32, 32, 32), kernel_size=3))
+  c.encoder = ml_collections.ConfigDict(
+      dict(channels=(32, 32), kernel_size=3, coord_channels=True))
+  c.attention = ml_collections.ConfigDict(dict(qk_dim=32, value_dim=32))
+  c.refine = ml_collections.ConfigDict(dict(mlp_hidden=(128,)))
+  c.iodine = ml_collections.ConfigDict(
+      dict(channels=(32, 32, 32), kernel_size=3, strides=(2, 2, 2)))
+  c.predictor = ml_collections.ConfigDict(dict(
+      kind="transformer_lstm", model_size=64, num_layers=1, num_heads=2, mlp_size=128,
+      lstm_size=64, residual=True))
+  return c
+
+
+class ConfigError(ValueError):
+  """A bad configuration value; the message names the field."""
+
+
+def _positive(name, value):
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ConfigError(f"config.model.{name} must be a positive integer, got {value!r}")
+
+
+def validate_model_config(c: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError (one line, naming the field) for any bad value."""
+  _positive("num_slots", c.num_slots)
+  _positive("slot_dim", c.slot_dim)
+  _positive("num_refine_steps", c.num_refine_steps)
+  if len(tuple(c.image_size)) != 2:
+    raise ConfigError(f"config.model.image_size must be (H, W), got {c.image_size!r}")
+  for i, s in enumerate(c.image_size):
+    _positive(f"image_size[{i}]", s)
+  if not c.beta >= 0:
+    raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
+  if not c.sigma_x > 0:
+    raise ConfigError(f"config.model.sigma_x must be > 0, got {c.sigma_x!r}")
+  if not isinstance(c.tbptt, int) or c.tbptt < 0:
+    raise ConfigError(f"config.model.tbptt must be an integer >= 0 (0 = off), got {c.tbptt!r}")
+  if not isinstance(c.burn_in, int) or c.burn_in < 0:
+    raise ConfigError(f"config.model.burn_in must be an integer >= 0, got {c.burn_in!r}")
+  if c.predictor.kind not in PREDICTOR_KINDS:
+    raise ConfigError(f"config.model.predictor.kind must be one of {PREDICTOR_KINDS}, "
+                      f"got {c.predictor.kind!r}")
+  if c.time_loop not in TIME_LOOPS:
+    raise ConfigError(f"config.model.time_loop must be one of {TIME_LOOPS}, got {c.time_loop!r}")
+  if c.conv_impl not in CONV_IMPLS:
+    raise ConfigError(f"config.model.conv_impl must be one of {CONV_IMPLS}, got {c.conv_impl!r}")
+  for name in ("decoder.channels", "encoder.channels", "refine.mlp_hidden"):
+    group, field = name.split(".")
+    values = tuple(c[group][field])
+    if not values or any((not isinstance(v, int)) or v <= 0 for v in values):
+      raise ConfigError(f"config.model.{name} must be a non-empty tuple of positive ints, "
+                        f"got {values!r}")
+  if c.predictor.model_size % c.predictor.num_heads:
+    raise ConfigError("config.model.predictor.model_size must be divisible by num_heads, got "
+                      f"{c.predictor.model_size} and {c.predictor.num_heads}")

@@ -1,0 +1,147 @@
+"""Segmentation and reconstruction metrics: (FG-)ARI per frame, MSE per frame.
+
+ARI is computed from the contingency table of two integer id maps (one-hot einsum, as in SAVi's
+`savi/lib/metrics.py`, but on ids instead of one-hot inputs) and matches
+`sklearn.metrics.adjusted_rand_score` on the same pixels, degenerate partitions included.
+
+With n kept pixels, contingency n_ij, true sizes a_i and predicted sizes b_j, the ordered pair
+counts (sklearn's `pair_confusion_matrix`) are
+
+  tp = sum_ij n_ij (n_ij - 1)                 same true id,      same predicted id
+  fn = sum_ij n_ij (a_i - n_ij)               same true id,      different predicted id
+  fp = sum_ij n_ij (b_j - n_ij)               different true id, same predicted id
+  tn = sum_ij n_ij (n - a_i - b_j + n_ij)     different true id, different predicted id
+
+  ARI = 2 (tp tn - fn fp) / ((tp + fn)(fn + tn) + (tp + fp)(fp + tn)),  and 1 if fn = fp = 0.
+
+Every factor above is a count <= n and every term is >= 0, so in float32 there is no cancellation
+inside the four sums (the usual `sum n_ij^2 - ...` forms lose digits once n^2 > 2^24, i.e. past
+64x64 pixels). The final ratio has an absolute error of a few float32 ulps. Counts are exact while
+n < 2^24 pixels per example.
+
+Special case, as in sklearn: fn = fp = 0 (identical partitions up to relabelling, which includes
+both single-cluster, both all-singletons, a single pixel and *no pixels at all*) gives 1.0. These
+are also the only cases where the denominator is 0, so the result is never NaN. For FG-ARI, frames
+without foreground pixels therefore score 1.0; `fg_ari_per_frame` flags them (`has_fg`) so that
+`summarize_fg_ari` leaves them out of averages and counts them instead.
+"""
+from typing import Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def adjusted_rand_index(true_ids, pred_ids, *, num_true: int, num_pred: int,
+                        ignore_background: bool = False) -> jnp.ndarray:
+  """Adjusted Rand index between two id maps, per example.
+
+  Args:
+    true_ids: [B, ...] integer ground-truth ids in [0, num_true).
+    pred_ids: [B, ...] integer predicted ids in [0, num_pred), same shape as `true_ids`.
+    num_true: number of ground-truth ids (static).
+    num_pred: number of predicted ids (static), e.g. the number of slots K.
+    ignore_background: leave out pixels whose true id is 0 (FG-ARI).
+
+  Returns:
+    [B] float32 ARI. Pixels with an id outside its range are left out (one-hot of an out-of-range
+    id is all zeros). An example with no kept pixels gives 1.0 (as sklearn on empty input).
+  """
+  true_ids = jnp.asarray(true_ids)
+  pred_ids = jnp.asarray(pred_ids)
+  if true_ids.shape != pred_ids.shape:
+    raise ValueError(f"true_ids {true_ids.shape} and pred_ids {pred_ids.shape} must have the "
+                     "same shape [B, ...]")
+  batch = true_ids.shape[0]
+  true_oh = jax.nn.one_hot(true_ids.reshape(batch, -1), num_true, dtype=jnp.float32)
+  pred_oh = jax.nn.one_hot(pred_ids.reshape(batch, -1), num_pred, dtype=jnp.float32)
+  if ignore_background:
+    true_oh = true_oh[..., 1:]
+  n_ij = jnp.einsum("bni,bnj->bij", true_oh, pred_oh)  # [B, I, J] contingency table.
+  a = jnp.sum(n_ij, axis=2, keepdims=True)  # [B, I, 1] true sizes.
+  b = jnp.sum(n_ij, axis=1, keepdims=True)  # [B, 1, J] predicted sizes.
+  n = jnp.sum(n_ij, axis=(1, 2), keepdims=True)  # [B, 1, 1] kept pixels.
+  # Dividing by n^2 keeps products in range for large images; it does not change the ratio.
+  scale = jnp.maximum(n, 1.0)**2
+  pair_count = lambda f: jnp.sum(n_ij * f / scale, axis=(1, 2))
+  tp = pair_count(n_ij - 1.0)
+  fn = pair_count(a - n_ij)
+  fp = pair_count(b - n_ij)
+  tn = pair_count(n - a - b + n_ij)
+  numerator = 2.0 * (tp * tn - fn * fp)
+  denominator = (tp + fn) * (fn + tn) + (tp + fp) * (fp + tn)
+  identical = (fn == 0) & (fp == 0)
+  ari = numerator / jnp.where(identical, 1.0, denominator)
+  return jnp.where(identical, 1.0, ari).astype(jnp.float32)
+
+
+def fg_ari_per_frame(true_seg, pred, *, num_true: int, num_pred: Optional[int] = None):
+  """Foreground ARI of every frame (true id 0 = background is left out).
+
+  Args:
+    true_seg: [B, T, H, W] integer ground truth, 0 = background, ids < num_true.
+    pred: either masks [B, T, K, H, W] (argmax over K is taken) or ids [B, T, H, W].
+    num_true: number of ground-truth ids including background (static).
+    num_pred: number of predicted ids; required for ids, defaults to K for masks.
+
+  Returns:
+    fg_ari: [B, T] float32 (1.0 on frames without foreground, see `has_fg`).
+    has_fg: [B, T] bool, whether the frame has any foreground pixel.
+  """
+  true_seg = jnp.asarray(true_seg)
+  pred = jnp.asarray(pred)
+  if true_seg.ndim != 4:
+    raise ValueError(f"true_seg must be [B, T, H, W], got shape {true_seg.shape}")
+  if pred.ndim == 5:
+    num_pred = pred.shape[2] if num_pred is None else num_pred
+    pred = jnp.argmax(pred, axis=2)
+  elif num_pred is None:
+    raise ValueError("num_pred is required when pred is an id map [B, T, H, W]")
+  b, t = true_seg.shape[:2]
+  ari = adjusted_rand_index(true_seg.reshape(b * t, -1), pred.reshape(b * t, -1),
+                            num_true=num_true, num_pred=num_pred, ignore_background=True)
+  has_fg = jnp.any((true_seg > 0) & (true_seg < num_true), axis=(2, 3))
+  return ari.reshape(b, t), has_fg
+
+
+def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
+  """Averages per-frame FG-ARI, leaving out frames without foreground (NumPy, not jit-able).
+
+  Args:
+    fg_ari: [B, T] per-frame FG-ARI from `fg_ari_per_frame`.
+    has_fg: [B, T] bool from `fg_ari_per_frame`.
+
+  Returns:
+    dict with
+      fg_ari: mean over sequences of the last frame's FG-ARI (the PARTS paper's number), over
+        sequences whose last frame has foreground; None if there is none.
+      fg_ari_per_step: list of T values, the mean over sequences at each step (None where no
+        sequence has foreground at that step).
+      num_frames_without_foreground: number of the B*T frames left out.
+      num_sequences: B.
+      num_sequences_scored: sequences that count towards `fg_ari` (last frame has foreground).
+  """
+  fg_ari = np.asarray(fg_ari, np.float64)
+  has_fg = np.asarray(has_fg, bool)
+  if fg_ari.ndim != 2 or fg_ari.shape != has_fg.shape:
+    raise ValueError(f"fg_ari {fg_ari.shape} and has_fg {has_fg.shape} must both be [B, T]")
+  per_step: List[Optional[float]] = []
+  for t in range(fg_ari.shape[1]):
+    valid = has_fg[:, t]
+    per_step.append(float(fg_ari[valid, t].mean()) if valid.any() else None)
+  return {
+      "fg_ari": per_step[-1] if per_step else None,
+      "fg_ari_per_step": per_step,
+      "num_frames_without_foreground": int((~has_fg).sum()),
+      "num_sequences": int(fg_ari.shape[0]),
+      "num_sequences_scored": int(has_fg[:, -1].sum()) if per_step else 0,
+  }
+
+
+def mse(video, recon) -> jnp.ndarray:
+  """Mean squared error per frame: [..., H, W, C] x2 -> [...] (e.g. [B, T])."""
+  video = jnp.asarray(video, jnp.float32)
+  recon = jnp.asarray(recon, jnp.float32)
+  if video.shape != recon.shape:
+    raise ValueError(f"video {video.shape} and recon {recon.shape} must have the same shape")
+  return jnp.mean((video - recon)**2, axis=(-3, -2, -1))

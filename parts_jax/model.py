@@ -1,0 +1,229 @@
+"""PARTS: predict -> decode -> refine, over time (sections 3.2 and 3.3).
+
+The Haiku modules (decoder, refiner, predictor) are transformed together with
+`hk.multi_transform`; the time loop is plain JAX over their pure apply functions, so each step
+can call `jax.grad` of the ELBO w.r.t. lambda inside the `jax.lax.scan` body.
+
+One step t, with carry (lambda_{t-1}^N, predictor state, a_{t-1}):
+  lambda_t^0 = P(lambda_{t-1}^N, a_{t-1})                         (3.2.1)
+  for n = 1..N:
+    z ~ q(lambda_t^{n-1}); decode; L = -ELBO(x_t)                 (Eqs 1, 2, 7)
+    lambda_t^n = lambda_t^{n-1} + E(lambda_t^{n-1}, x_t, a_{t-1}, dL/dlambda, log p(x_t|z))  (Eq 3)
+The step's loss is the mean ELBO of the decoded iterates lambda_t^0..lambda_t^{N-1}; with N = 1
+that is the ELBO at lambda_t^0, which has seen only past frames, and lambda_t^1 goes to the
+predictor without being decoded. With `predictive_prior` (OP3-style) the prior is
+N(lambda_t^0) and the loss is the ELBO of the refined lambda_t^N, which is decoded.
+
+Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
+"""
+from typing import Any, Dict, NamedTuple, Optional, Tuple
+
+import chex
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from parts_jax import config as config_lib
+from parts_jax import distributions, elbo, layers
+from parts_jax.decoder import SoftSpatialBroadcastDecoder
+from parts_jax.predictor import Predictor
+from parts_jax.refinement import make_refiner
+
+Batch = Dict[str, jnp.ndarray]
+Params = hk.Params
+
+
+class Carry(NamedTuple):
+  lam: jnp.ndarray                           # [B, K, 2D] lambda_{t-1}^N
+  state: Tuple[jnp.ndarray, jnp.ndarray]     # predictor LSTM (h, c), each [B, K, S]
+  action: jnp.ndarray                        # [B, A] a_{t-1}
+
+
+class StepInputs(NamedTuple):
+  x: jnp.ndarray        # [B, H, W, 3]
+  action: jnp.ndarray   # [B, A] a_t (becomes a_{t-1} for the next step)
+  rng: jax.Array
+  observe: jnp.ndarray  # [] bool: refine with x_t (False during roll-out)
+  cut: jnp.ndarray      # [] bool: stop gradients through the incoming carry (TBPTT)
+
+
+class PARTS:
+  """The PARTS model and its variants, built from `config` (see parts_jax/config.py)."""
+
+  def __init__(self, config: ml_collections.ConfigDict):
+    config_lib.validate_model_config(config)
+    self.config = config
+    self._fns = hk.without_apply_rng(hk.multi_transform(self._template))
+    self.decode_fn, self.refine_fn, self.predict_fn = self._fns.apply
+
+  # --- Haiku modules ---------------------------------------------------------------------
+  def _template(self):
+    cfg = self.config
+    decoder = SoftSpatialBroadcastDecoder(cfg.image_size, cfg.decoder.channels,
+                                          cfg.decoder.kernel_size, cfg.conv_impl)
+    refiner = make_refiner(cfg)
+    p = cfg.predictor
+    predictor = Predictor(p.kind, p.model_size, p.num_layers, p.num_heads, p.mlp_size,
+                          p.lstm_size, p.residual)
+
+    def init(x, action, lam):
+      means, mask_logits = decoder(distributions.split_lambda(lam)[0])
+      fe = elbo.frame_elbo(x, means, mask_logits, lam, beta=cfg.beta, sigma_x=cfg.sigma_x)
+      refiner(lam, x, action, lam, fe.loglik_image, fe.log_masks, means)
+      predictor(lam, action, predictor.initial_state(*lam.shape[:2]))
+
+    return init, (decoder, refiner, predictor)
+
+  # --- Public API --------------------------------------------------------------------------
+  @property
+  def lambda_dim(self) -> int:
+    return 2 * self.config.slot_dim
+
+  def init(self, rng: jax.Array, batch: Batch) -> Params:
+    video, actions = self._inputs(batch)
+    b = video.shape[0]
+    lam = jnp.zeros((b, self.config.num_slots, self.lambda_dim), video.dtype)
+    return self._fns.init(rng, video[:, 0], actions[:, 0], lam)
+
+  def apply(self, params: Params, rng: jax.Array, batch: Batch) -> Dict[str, jnp.ndarray]:
+    """Runs the model over a batch {"video": [B,T,H,W,3], "actions": [B,T,A] (optional)}.
+
+    Returns "loss" (scalar, mean over B and T of -ELBO per frame), and per step ([B, T, ...]):
+    "elbo", "kl", "nll", "mse", "recon" [H,W,3], "masks" [K,H,W], "components" [K,H,W,3]
+    (per-slot means), "posterior" [K,2D] (refined lambda_t^N), "prior" [K,2D],
+    "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
+    refiner, the per-pixel responsibilities it was given).
+    """
+    video, actions = self._inputs(batch)
+    t = video.shape[1]
+    burn_in = self.config.burn_in
+    observe = jnp.arange(t) < burn_in if burn_in > 0 else jnp.ones((t,), bool)
+    return self._unroll(params, rng, video, actions, observe)
+
+  def rollout(self, params: Params, rng: jax.Array, batch: Batch, burn_in: int,
+              rollout_steps: int) -> Dict[str, jnp.ndarray]:
+    """Observes `burn_in` frames, then predicts `rollout_steps` steps from actions alone (4.2).
+
+    Frames beyond the batch's T are unknown (zeros); their loss terms are meaningless, the
+    decoded "recon"/"masks" are the predictions. Actions beyond T are zero.
+    """
+    if burn_in < 1 or rollout_steps < 0:
+      raise ValueError(f"rollout needs burn_in >= 1 and rollout_steps >= 0, got "
+                       f"{burn_in}, {rollout_steps}")
+    video, actions = self._inputs(batch)
+    total = burn_in + rollout_steps
+    pad = max(total - video.shape[1], 0)
+    video = jnp.pad(video, ((0, 0), (0, pad), (0, 0), (0, 0), (0, 0)))[:, :total]
+    actions = jnp.pad(actions, ((0, 0), (0, pad), (0, 0)))[:, :total]
+    return self._unroll(params, rng, video, actions, jnp.arange(total) < burn_in)
+
+  def decode(self, params: Params, z: jnp.ndarray) -> Dict[str, jnp.ndarray]:
+    """Decodes latents z [B, K, D] into "recon" [B,H,W,3], "masks" [B,K,H,W],
+    "components" [B,K,H,W,3]."""
+    chex.assert_rank(z, 3)
+    means, mask_logits = self.decode_fn(params, z)
+    masks = jax.nn.softmax(mask_logits, axis=1)
+    return dict(recon=jnp.sum(masks[..., None] * means, axis=1), masks=masks, components=means)
+
+  def negative_elbo(self, params: Params, x: jnp.ndarray, lam: jnp.ndarray, eps: jnp.ndarray,
+                    prior_lam: Optional[jnp.ndarray] = None):
+    """Sum over the batch of -ELBO(x; lambda) with a fixed reparameterisation noise eps.
+
+    x [B,H,W,3], lam [B,K,2D], eps [B,K,D]. Returns (scalar, (FrameELBO, means)). Its gradient
+    w.r.t. lam is the dL/dlambda input of the refinement network (Eqs 3, 4).
+    """
+    means, mask_logits = self.decode_fn(params, distributions.sample(lam, eps))
+    fe = elbo.frame_elbo(x, means, mask_logits, lam, beta=self.config.beta,
+                         sigma_x=self.config.sigma_x, prior_lam=prior_lam)
+    return -jnp.sum(fe.elbo), (fe, means)
+
+  # --- Internals ---------------------------------------------------------------------------
+  def _inputs(self, batch: Batch) -> Tuple[jnp.ndarray, jnp.ndarray]:
+    video = jnp.asarray(batch["video"])
+    chex.assert_rank(video, 5)
+    b, t, h, w, c = video.shape
+    if (h, w) != tuple(self.config.image_size) or c != 3:
+      raise ValueError(f"video frames are {h}x{w}x{c} but the model expects "
+                       f"{tuple(self.config.image_size)}x3 (config.model.image_size)")
+    if not self.config.use_actions:
+      return video, jnp.zeros((b, t, 0), video.dtype)
+    if batch.get("actions") is None:
+      raise ValueError("config.model.use_actions=True but the batch has no 'actions'; set "
+                       "--config.model.use_actions=False for data without actions")
+    actions = jnp.asarray(batch["actions"], video.dtype)
+    chex.assert_shape(actions, (b, t, None))
+    return video, actions
+
+  def _refine_step(self, params, x, lam, prior_lam, a_prev, rng):
+    """One refinement iteration (Eq 3). Returns (lambda^n, FrameELBO at lambda^{n-1},
+    means, attention)."""
+    eps = distributions.standard_normal(rng, lam)
+    (_, (fe, means)), grad = jax.value_and_grad(self.negative_elbo, argnums=2, has_aux=True)(
+        params, x, lam, eps, prior_lam)
+    if not self.config.second_order:
+      grad = jax.lax.stop_gradient(grad)
+    delta, attn = self.refine_fn(params, lam, x, a_prev, layers.normalize_features(grad),
+                                 fe.loglik_image, fe.log_masks, means)
+    return lam + delta, fe, means, attn
+
+  def _step(self, params, carry: Carry, inputs: StepInputs):
+    cfg = self.config
+    if cfg.tbptt:
+      carry = jax.tree.map(lambda c: jnp.where(inputs.cut, jax.lax.stop_gradient(c), c), carry)
+    lam0, state = self.predict_fn(params, carry.lam, carry.action, carry.state)   # 3.2.1
+    prior_lam = lam0 if cfg.predictive_prior else None
+    lam, decoded = lam0, []
+    for n in range(cfg.num_refine_steps):
+      new_lam, fe, means, attn = self._refine_step(
+          params, inputs.x, lam, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))
+      decoded.append((fe, means))
+      lam = jnp.where(inputs.observe, new_lam, lam)        # no refinement during roll-out
+    if cfg.predictive_prior:                                # OP3: decode the refined posterior
+      eps = distributions.standard_normal(jax.random.fold_in(inputs.rng, cfg.num_refine_steps), lam)
+      decoded = [self.negative_elbo(params, inputs.x, lam, eps, prior_lam)[1]]
+    fe, means = decoded[-1]
+    masks = jnp.exp(fe.log_masks)
+    recon = jnp.sum(masks[..., None] * means, axis=1)
+    outputs = dict(
+        elbo=jnp.mean(jnp.stack([d[0].elbo for d in decoded]), axis=0),
+        kl=jnp.mean(jnp.stack([d[0].kl for d in decoded]), axis=0),
+        nll=jnp.mean(jnp.stack([d[0].nll for d in decoded]), axis=0),
+        mse=jnp.mean(jnp.square(recon - inputs.x), axis=(1, 2, 3)),
+        recon=recon, masks=masks, components=means, posterior=lam,
+        prior=lam0 if cfg.predictive_prior else distributions.fixed_prior(lam),
+        attention=attn)
+    return Carry(lam, state, inputs.action), outputs
+
+  def initial_carry(self, batch_size: int, action_dim: int) -> Carry:
+    """All-zero posterior and recurrent state (section 4)."""
+    k, s = self.config.num_slots, self.config.predictor.lstm_size
+    zeros = jnp.zeros((batch_size, k, s), jnp.float32)
+    return Carry(jnp.zeros((batch_size, k, self.lambda_dim), jnp.float32), (zeros, zeros),
+                 jnp.zeros((batch_size, action_dim), jnp.float32))
+
+  def _unroll(self, params, rng, video, actions, observe) -> Dict[str, jnp.ndarray]:
+    b, t = video.shape[:2]
+    tbptt = self.config.tbptt
+    steps = jnp.arange(t)
+    cut = (steps % tbptt == 0) & (steps > 0) if tbptt else jnp.zeros((t,), bool)
+    xs = StepInputs(x=jnp.swapaxes(video, 0, 1), action=jnp.swapaxes(actions, 0, 1),
+                    rng=jax.random.split(rng, t), observe=observe, cut=cut)
+    carry = self.initial_carry(b, actions.shape[-1])
+    step = lambda c, inp: self._step(params, c, inp)
+    if self.config.time_loop == "scan":
+      _, outs = jax.lax.scan(step, carry, xs)
+    else:
+      per_step = []
+      for i in range(t):
+        carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
+        per_step.append(out)
+      outs = jax.tree.map(lambda *a: jnp.stack(a), *per_step)
+    outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)   # time-major -> [B, T, ...]
+    outs["loss"] = -jnp.mean(outs["elbo"])                        # (1/T) sum_t L_t (3.3)
+    return outs
+
+
+def build_model(config: ml_collections.ConfigDict) -> PARTS:
+  """Builds PARTS from a model config (`config.model` of an experiment config)."""
+  return PARTS(config)

@@ -1,0 +1,215 @@
+"""The PARTS model: gradients, time loop, truncation, symmetry, K-independence, variants."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from parts_jax import ConfigError, build_model, distributions, layers
+from helpers import moving_squares, tiny_model_config
+
+B, T = 2, 6
+
+
+def _setup(steps=T, **overrides):
+  cfg = tiny_model_config(**overrides)
+  model = build_model(cfg)
+  batch = moving_squares(np.random.default_rng(0), B, steps, cfg.image_size[0])
+  params = model.init(jax.random.PRNGKey(0), batch)
+  return model, params, batch
+
+
+def _num_params(params):
+  return sum(x.size for x in jax.tree.leaves(params))
+
+
+def test_gradient_fed_to_encoder_matches_finite_difference():
+  model, params, batch = _setup()
+  captured = {}
+  refine_fn = model.refine_fn
+
+  def capture(p, lam, x, a, grad, *rest):
+    captured["grad"] = grad
+    return refine_fn(p, lam, x, a, grad, *rest)
+
+  model.refine_fn = capture
+  with jax.enable_x64(True):
+    p64 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params)
+    x = jnp.asarray(batch["video"][:, 2], jnp.float64)
+    a = jnp.asarray(batch["actions"][:, 1], jnp.float64)
+    lam = jnp.asarray(np.random.default_rng(1).normal(0, 0.5, (B, 3, 8)), jnp.float64)
+    rng = jax.random.PRNGKey(3)
+    model._refine_step(p64, x, lam, None, a, rng)
+    eps = distributions.standard_normal(rng, lam)
+    f = jax.jit(lambda l: model.negative_elbo(p64, x, l, eps)[0])
+    fd = np.zeros(lam.shape)
+    h = 1e-6
+    for idx in np.ndindex(*lam.shape):
+      e = np.zeros(lam.shape)
+      e[idx] = h
+      fd[idx] = (f(lam + e) - f(lam - e)) / (2 * h)
+    expected = layers.normalize_features(jnp.asarray(fd))
+    np.testing.assert_allclose(captured["grad"], expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(fd).max() > 1.0  # a real, non-trivial gradient
+
+
+def test_scan_equals_unrolled_python_loop():
+  model, params, batch = _setup(steps=4, time_loop="scan")
+  unrolled = build_model(tiny_model_config(time_loop="unroll"))
+  rng = jax.random.PRNGKey(7)
+  out_scan = model.apply(params, rng, batch)
+  out_loop = unrolled.apply(params, rng, batch)
+  for key in ("loss", "elbo", "kl", "recon", "masks", "posterior", "attention"):
+    np.testing.assert_allclose(out_scan[key], out_loop[key], rtol=2e-5, atol=2e-5, err_msg=key)
+  g_scan = jax.grad(lambda p: model.apply(p, rng, batch)["loss"])(params)
+  g_loop = jax.grad(lambda p: unrolled.apply(p, rng, batch)["loss"])(params)
+  scale = max(np.abs(g).max() for g in jax.tree.leaves(g_loop))
+  for a, b in zip(jax.tree.leaves(g_scan), jax.tree.leaves(g_loop)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("tbptt", [4, 0])
+def test_truncated_bptt_cuts_gradient_to_old_frames(tbptt):
+  model, params, batch = _setup(tbptt=tbptt)
+  rng = jax.random.PRNGKey(1)
+  t = 5
+
+  def step_loss(video):
+    return -jnp.sum(model.apply(params, rng, dict(batch, video=video))["elbo"][:, t])
+
+  g = np.asarray(jax.grad(step_loss)(jnp.asarray(batch["video"])))
+  assert np.abs(g[:, t]).max() > 0
+  if tbptt:
+    assert np.all(g[:, t - 5] == 0.0)   # exactly zero
+  else:
+    assert np.abs(g[:, t - 5]).max() > 0
+
+
+def test_permuting_slots_permutes_outputs():
+  model, params, batch = _setup()
+  rng = np.random.default_rng(2)
+  perm = np.array([2, 0, 1])
+  z = jnp.asarray(rng.normal(size=(B, 3, 4)), jnp.float32)
+  means, logits = model.decode_fn(params, z)
+  means_p, logits_p = model.decode_fn(params, z[:, perm])
+  np.testing.assert_allclose(means_p, means[:, perm], atol=1e-5)
+  np.testing.assert_allclose(logits_p, logits[:, perm], atol=1e-5)
+
+  lam = jnp.asarray(rng.normal(size=(B, 3, 8)), jnp.float32)
+  grad = jnp.asarray(rng.normal(size=(B, 3, 8)), jnp.float32)
+  x = jnp.asarray(batch["video"][:, 0])
+  a = jnp.asarray(batch["actions"][:, 0])
+  loglik = jnp.asarray(rng.normal(size=(B, 8, 8)), jnp.float32)
+  log_masks = jax.nn.log_softmax(logits, axis=1)
+  d, attn = model.refine_fn(params, lam, x, a, grad, loglik, log_masks, means)
+  d_p, attn_p = model.refine_fn(params, lam[:, perm], x, a, grad[:, perm], loglik,
+                                log_masks[:, perm], means[:, perm])
+  np.testing.assert_allclose(d_p, d[:, perm], atol=1e-5)
+  np.testing.assert_allclose(attn_p, attn[:, perm], atol=1e-6)
+
+  state = tuple(jnp.asarray(rng.normal(size=(B, 3, 16)), jnp.float32) for _ in range(2))
+  lam0, (h, c) = model.predict_fn(params, lam, a, state)
+  lam0_p, (h_p, c_p) = model.predict_fn(params, lam[:, perm], a, tuple(s[:, perm] for s in state))
+  np.testing.assert_allclose(lam0_p, lam0[:, perm], atol=1e-5)
+  np.testing.assert_allclose(h_p, h[:, perm], atol=1e-5)
+  np.testing.assert_allclose(c_p, c[:, perm], atol=1e-5)
+
+
+def test_parameters_do_not_depend_on_num_slots():
+  batch = moving_squares(np.random.default_rng(0), B, 3, 8)
+  counts = {}
+  params = {}
+  for k in (3, 9):
+    model = build_model(tiny_model_config(num_slots=k))
+    params[k] = model.init(jax.random.PRNGKey(0), batch)
+    counts[k] = _num_params(params[k])
+  assert counts[3] == counts[9]
+  model5 = build_model(tiny_model_config(num_slots=5))
+  out = model5.apply(params[9], jax.random.PRNGKey(1), batch)
+  assert out["masks"].shape == (B, 3, 5, 8, 8)
+  assert np.isfinite(out["loss"])
+
+
+VARIANTS = {
+    "parts": {},
+    "s_iodine": dict(slot_attention=False, use_actions=False, **{"predictor.kind": "lstm"}),
+    "op3": dict(slot_attention=False, predictive_prior=True, **{"predictor.kind": "lstm"}),
+    "no_top_down": dict(top_down=False),
+    "no_actions": dict(use_actions=False),
+    "no_transformer": {"predictor.kind": "lstm"},
+    "predictive_prior": dict(predictive_prior=True),
+    "refine_3": dict(num_refine_steps=3),
+    "second_order": dict(second_order=True),
+    "burn_in": dict(burn_in=2),
+    "no_tbptt": dict(tbptt=0),
+    "xla_conv": dict(conv_impl="xla"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_every_variant_builds_and_runs(name):
+  model, params, batch = _setup(steps=3, **VARIANTS[name])
+  (_, out), grads = jax.jit(jax.value_and_grad(
+      lambda p: (lambda o: (o["loss"], o))(model.apply(p, jax.random.PRNGKey(1), batch)),
+      has_aux=True))(params)
+  assert np.isfinite(out["loss"])
+  assert out["recon"].shape == (B, 3, 8, 8, 3)
+  assert out["attention"].shape == (B, 3, 3, 8, 8)
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+
+
+def test_predictive_prior_kl_is_against_predicted_lambda():
+  model, params, batch = _setup(predictive_prior=True)
+  out = model.apply(params, jax.random.PRNGKey(1), batch)
+  kl = np.sum(np.asarray(distributions.kl_divergence(out["posterior"], out["prior"])), axis=-1)
+  np.testing.assert_allclose(out["kl"], kl, rtol=1e-4)
+  assert np.abs(np.asarray(out["prior"])).max() > 0
+
+
+@pytest.mark.parametrize("top_down", [False, True])
+def test_top_down_controls_query_inputs(top_down):
+  model, params, batch = _setup(top_down=top_down)
+  rng = np.random.default_rng(4)
+  lam = jnp.asarray(rng.normal(size=(B, 3, 8)), jnp.float32)
+  x = jnp.asarray(batch["video"][:, 0])
+  loglik = jnp.zeros((B, 8, 8))
+  means = jnp.zeros((B, 3, 8, 8, 3))
+  log_masks = jnp.full((B, 3, 8, 8), -np.log(3.0))
+  attns = []
+  for seed in range(2):
+    r = np.random.default_rng(10 + seed)
+    grad = jnp.asarray(r.normal(size=(B, 3, 8)), jnp.float32)
+    a = jnp.asarray(r.normal(size=(B, 2)), jnp.float32)
+    attns.append(model.refine_fn(params, lam, x, a, grad, loglik, log_masks, means)[1])
+  if top_down:
+    assert np.abs(attns[0] - attns[1]).max() > 1e-4
+  else:
+    np.testing.assert_array_equal(attns[0], attns[1])
+
+
+def test_burn_in_stops_refinement():
+  model, params, batch = _setup()
+  out = model.rollout(params, jax.random.PRNGKey(0), batch, burn_in=2, rollout_steps=5)
+  assert out["recon"].shape == (B, 7, 8, 8, 3)
+  # Frames after burn-in cannot influence the roll-out.
+  changed = dict(batch, video=batch["video"].copy())
+  changed["video"][:, 2:] = 1.0 - changed["video"][:, 2:]
+  out2 = model.rollout(params, jax.random.PRNGKey(0), changed, burn_in=2, rollout_steps=5)
+  np.testing.assert_allclose(out["recon"], out2["recon"], atol=1e-6)
+  np.testing.assert_allclose(out["posterior"], out2["posterior"], atol=1e-6)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
+    ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0)])
+def test_bad_config_raises_one_line_error(field, value):
+  with pytest.raises(ConfigError, match=field.split(".")[-1]) as e:
+    build_model(tiny_model_config(**{field: value}))
+  assert "\n" not in str(e.value)
+
+
+def test_wrong_frame_size_and_missing_actions_raise():
+  model, params, batch = _setup()
+  with pytest.raises(ValueError, match="image_size"):
+    model.apply(params, jax.random.PRNGKey(0), dict(batch, video=np.zeros((B, T, 9, 8, 3))))
+  with pytest.raises(ValueError, match="use_actions"):
+    model.apply(params, jax.random.PRNGKey(0), {"video": batch["video"]})
