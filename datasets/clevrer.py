@@ -237,8 +237,10 @@ class ClevrerSource(base.EpisodeSource):
                        f"[0, {len(self._videos)})")
     path = self._videos[index]
     video = read_frames(path, self._stride, self._frames)
-    episode = {"video": npz_episodes.resize_video(video, self._size,
-                                                  self._size),
+    cv2 = _cv2()  # Area averaging, as npz_episodes.resize_video but faster.
+    small = [cv2.resize(f, (self._size, self._size),
+                        interpolation=cv2.INTER_AREA) for f in video]
+    episode = {"video": np.stack(small),
                "actions": np.zeros((self._frames, 0), np.float32)}
     if self.has_segmentations:
       proposal_path = self._proposals[index]

@@ -3,7 +3,8 @@
 Expected on disk (the layout `gsutil -m cp -r gs://kubric-public/tfds/movi_a
 <data_dir>/` produces):
   <data.data_dir>/<dataset>/<resolution>/<version>/dataset_info.json, *.tfrecord*
-with dataset = data.get("dataset", data.name) in movi_a..movi_e, resolution =
+with dataset = data.variant (or data.dataset; default "movi_a" when data.name
+is "movi", else data.name) in movi_a..movi_e, resolution =
 data.get("movi_resolution", "128x128"), version = data.get("movi_version",
 "1.0.0"). Split "train" reads tfds split "train", "eval" reads "validation".
 
@@ -12,15 +13,19 @@ Each tfds example has `video` [T, H, W, 3] uint8 and `segmentations`
 (see `datasets.base`) with the first data.num_frames frames, resized to
 data.image_size (video area-averaged, masks nearest neighbour), actions of
 width A = 0 and segmentations [T, H, W] int32 (ids kept as in MOVi).
-data.num_train / data.num_eval (when > 0) cap the episodes read (the first
-ones of the split).
+data.num_train / data.num_eval (when > 0) cap the number of episodes (the
+first ones of the split; 0 = the whole split).
 
 Reading the TFRecords needs TensorFlow, an optional extra
 (`pip install -e .[tf]`); it is imported only here, lazily. With data.cache
 (default True) the converted episodes are written once to the array_record
 cache (data.cache_dir, default `cache.default_data_dir()`), after which
 TensorFlow is no longer needed; otherwise they are held in memory.
+
+Also holds the helpers multi_object.py shares: import_tensorflow,
+SequentialReader, ListSource and cached_or_in_memory.
 """
+import json
 import os
 from typing import Callable, Dict, Iterator
 
@@ -77,10 +82,24 @@ def example_to_episode(example: Dict[str, np.ndarray], image_size: int,
 
 
 def _dataset_dir(data_config) -> str:
-  name = data_config.get("dataset", None) or data_config.name
+  name = (data_config.get("variant", None) or data_config.get("dataset", None)
+          or ("movi_a" if data_config.name == "movi" else data_config.name))
   return os.path.join(str(data_config.data_dir or ""), name,
                       data_config.get("movi_resolution", "128x128"),
                       data_config.get("movi_version", "1.0.0"))
+
+
+def _split_size(directory: str, split: str) -> int:
+  """Examples in `split`, from the build's dataset_info.json (no TF needed)."""
+  path = os.path.join(directory, "dataset_info.json")
+  try:
+    with open(path) as f:
+      splits = {s["name"]: s for s in json.load(f)["splits"]}
+    return sum(int(n) for n in splits[split]["shardLengths"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise base.DataError(f"{path}: cannot read the size of split {split!r} "
+                         f"({type(e).__name__}: {e}); is the tfds build "
+                         f"complete?") from e
 
 
 def _read_examples(directory: str, split: str, start: int,
@@ -171,15 +190,12 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
         f"{directory}: no MOVi tfds build here (dataset_info.json missing). "
         f"Copy it there yourself, e.g. `gsutil -m cp -r "
         f"gs://kubric-public/tfds/<movi_x>/<resolution> "
-        f"<data_dir>/<movi_x>/`, and set data.data_dir / data.dataset / "
+        f"<data_dir>/<movi_x>/`, and set data.data_dir / data.variant / "
         f"data.movi_resolution accordingly.")
   tfds_split = _TFDS_SPLITS[split]
+  available = _split_size(directory, tfds_split)
   num = int(data_config.get(f"num_{split}", 0) or 0)
-  if num <= 0:
-    import_tensorflow(directory)
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-    num = tfds.builder_from_directory(directory).info.splits[tfds_split]
-    num = num.num_examples
+  num = min(num, available) if num > 0 else available
   image_size, num_frames = int(data_config.image_size), int(
       data_config.num_frames)
   origin = f"{directory}[{tfds_split}]"

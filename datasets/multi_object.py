@@ -1,15 +1,16 @@
 """multi_object: DeepMind multi_object_datasets TFRecords (never downloaded here).
 
-Supported datasets (data.get("dataset", data.name)), with the files looked for
-in data.data_dir (override with data.files, a glob relative to data_dir):
+Supported datasets (data.variant, else data.dataset, else data.name), with the
+files looked for in data.data_dir (override with data.files, a glob relative
+to data_dir):
 
-  name                                frames  size     slots  default files
-  cater_with_masks                    33      64x64    11     cater_with_masks_train.tfrecords*
-  clevr_with_masks                    1       240x320  11     clevr_with_masks_train.tfrecords
-  objects_room                        1       64x64    7      objects_room_train.tfrecords
-  multi_dsprites_colored_on_colored   1       64x64    5      multi_dsprites_colored_on_colored.tfrecords
-  multi_dsprites_colored_on_grayscale 1       64x64    6      multi_dsprites_colored_on_grayscale.tfrecords
-  tetrominoes                         1       35x35    4      tetrominoes_train.tfrecords
+  variant                              T   H x W    K   default files
+  cater_with_masks                     33  64x64    11  cater_with_masks_train.tfrecords*
+  clevr_with_masks                     1   240x320  11  clevr_with_masks_train.tfrecords
+  objects_room                         1   64x64    7   objects_room_train.tfrecords
+  multi_dsprites_colored_on_colored    1   64x64    5   <variant>.tfrecords
+  multi_dsprites_colored_on_grayscale  1   64x64    6   <variant>.tfrecords
+  tetrominoes                          1   35x35    4   tetrominoes_train.tfrecords
 
 Each record has `image` ([T,] H, W, 3 uint8) and `mask` ([T,] K, H, W, 1 uint8,
 one slot per entity, 255 where the entity is visible; multi_dsprites stores
@@ -106,7 +107,7 @@ def arrays_to_episode(image: np.ndarray, mask: np.ndarray, spec: Spec,
     raise base.DataError(
         f"{origin}: image has {image.size} and mask {mask.size} values, "
         f"expected {t * h * w * 3} and {t * k * h * w} for [T={t}, H={h}, "
-        f"W={w}, K={k}]; is data.dataset right?")
+        f"W={w}, K={k}]; is data.variant right?")
   video = image.reshape(t, h, w, 3)
   if spec.mask_hwk:
     mask = mask.reshape(t, h, w, k).transpose(0, 3, 1, 2)
@@ -148,10 +149,11 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
   if split not in ("train", "eval"):
     raise base.DataError(f"multi_object: unknown split {split!r}; valid: "
                          f"['eval', 'train']")
-  name = data_config.get("dataset", None) or data_config.name
+  name = (data_config.get("variant", None) or data_config.get("dataset", None)
+          or data_config.name)
   if name not in SPECS:
     raise base.DataError(f"multi_object: unknown dataset {name!r}; valid: "
-                         f"{sorted(SPECS)} (set data.dataset)")
+                         f"{sorted(SPECS)} (set data.variant)")
   spec = SPECS[name]
   image_size, num_frames = int(data_config.image_size), int(
       data_config.num_frames)

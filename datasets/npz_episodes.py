@@ -101,9 +101,11 @@ def resize_video(video: np.ndarray, height: int, width: int) -> np.ndarray:
   video = np.asarray(video)
   if video.shape[1:3] == (height, width):
     return video
-  rows = _resize_matrix(video.shape[1], height)
-  cols = _resize_matrix(video.shape[2], width)
-  out = np.einsum("oh,thwc,pw->topc", rows, video.astype(np.float64), cols)
+  rows = _resize_matrix(video.shape[1], height).astype(np.float32)
+  cols = _resize_matrix(video.shape[2], width).astype(np.float32)
+  out = np.tensordot(rows, video.astype(np.float32), axes=([1], [1]))
+  out = np.tensordot(out, cols, axes=([2], [1]))  # [height, T, 3, width]
+  out = out.transpose(1, 0, 3, 2)
   return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 

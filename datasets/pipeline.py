@@ -152,6 +152,7 @@ class BatchIterator:
       raise base.DataError(f"start_step must be >= 0, got {start_step}")
     self._batcher = _Batcher(source, batch_size, process_index, process_count,
                              seed, shuffle, num_frames, image_size)
+    self.source = source
     self.global_batch_size = batch_size
     self.batch_size = self._batcher.batch_size
     self.step = start_step

@@ -2,10 +2,12 @@
 
 Paper-sized settings live in the dataset configs under experiments/configs/.
 """
+from typing import Tuple
+
 import ml_collections
 
 PREDICTOR_KINDS = ("transformer_lstm", "lstm")
-TIME_LOOPS = ("scan", "unroll")
+TIME_LOOPS = ("auto", "scan", "unroll", "windows")
 CONV_IMPLS = ("auto", "xla", "im2col")
 
 
@@ -26,8 +28,8 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.use_actions = True           # False: actions are not fed to predictor / refiner
   c.second_order = False         # True: no stop-gradient on the dL/dlambda input
   # Lowering.
-  c.time_loop = "scan"           # "scan" (jax.lax.scan) or "unroll" (Python loop)
-  c.conv_impl = "auto"           # "xla", "im2col" or "auto" (im2col on CPU); see layers.py
+  c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
+  c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
   # Sizes.
   c.decoder = ml_collections.ConfigDict(dict(channels=(32, 32, 32), kernel_size=3))
   c.encoder = ml_collections.ConfigDict(
@@ -40,6 +42,30 @@ def get_model_config() -> ml_collections.ConfigDict:
       kind="transformer_lstm", model_size=64, num_layers=1, num_heads=2, mlp_size=128,
       lstm_size=64, residual=True))
   return c
+
+
+def resolve_lowering(c: ml_collections.ConfigDict, backend: str) -> Tuple[str, str]:
+  """(time_loop, conv_impl) for a backend ("cpu", "gpu", "tpu").
+
+  time_loop:
+    "scan":    one jax.lax.scan over T (the design for accelerators).
+    "unroll":  a Python loop over T (compile time grows with T).
+    "windows": the truncation windows (tbptt steps each, unrolled) run one after another from
+               the host; no gradient crosses a window boundary, so the summed window gradients
+               equal the scan's. Compile time and memory do not grow with T, and no convolution
+               gradient runs inside a loop (slow on XLA:CPU). Used by the trainer; a whole-sequence
+               `PARTS.apply` under "windows" runs unrolled.
+    "auto":    "windows" on CPU, "scan" elsewhere.
+  conv_impl "auto": "im2col" for a scan on CPU (convolution gradients inside loops are slow
+  there), "xla" otherwise.
+  """
+  loop = c.time_loop
+  if loop == "auto":
+    loop = "windows" if backend == "cpu" else "scan"
+  impl = c.conv_impl
+  if impl == "auto":
+    impl = "im2col" if (backend == "cpu" and loop == "scan") else "xla"
+  return loop, impl
 
 
 class ConfigError(ValueError):

@@ -17,7 +17,7 @@ class SoftSpatialBroadcastDecoder(hk.Module):
   """z [B, K, D] -> (means [B, K, H, W, 3], mask_logits [B, K, H, W])."""
 
   def __init__(self, image_size: Tuple[int, int], channels: Sequence[int], kernel_size: int,
-               conv_impl: str = "auto", name: str = "decoder"):
+               conv_impl: str = "xla", name: str = "decoder"):
     super().__init__(name=name)
     self.image_size = tuple(image_size)
     self.channels = tuple(channels)

@@ -13,7 +13,7 @@ class BottomUpEncoder(hk.Module):
   """(x [B,H,W,3], loglik_image [B,H,W]) -> O [B,H,W,C]."""
 
   def __init__(self, channels: Sequence[int], kernel_size: int, coord_channels: bool = True,
-               conv_impl: str = "auto", name: str = "encoder"):
+               conv_impl: str = "xla", name: str = "encoder"):
     super().__init__(name=name)
     self.channels = tuple(channels)
     self.kernel_size = kernel_size

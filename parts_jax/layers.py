@@ -6,22 +6,14 @@ do not depend on the lowering. Lowerings (config `model.conv_impl`):
   "im2col": patches @ weights. XLA:CPU runs convolution *gradients* inside a while loop
             (lax.scan) with slow generic kernels (10-50x slower); matmuls stay fast, so this
             lowering keeps the scan-over-time practical on CPU.
-  "auto":   "im2col" on CPU, "xla" elsewhere.
+The model resolves "auto" with `config.resolve_lowering`.
 """
-from typing import Callable, Sequence
+from typing import Sequence
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
-def resolve_conv_impl(impl: str) -> str:
-  if impl == "auto":
-    return "im2col" if jax.default_backend() == "cpu" else "xla"
-  if impl not in ("xla", "im2col"):
-    raise ValueError(f"conv_impl must be 'auto', 'xla' or 'im2col', got {impl!r}")
-  return impl
 
 
 def _im2col_conv(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
@@ -44,12 +36,14 @@ class Conv2D(hk.Module):
   """SAME-padded 2D convolution, NHWC, with a configurable lowering."""
 
   def __init__(self, output_channels: int, kernel_size: int, stride: int = 1,
-               impl: str = "auto", name=None):
+               impl: str = "xla", name=None):
     super().__init__(name=name)
     self.output_channels = output_channels
     self.kernel_size = kernel_size
     self.stride = stride
-    self.impl = resolve_conv_impl(impl)
+    if impl not in ("xla", "im2col"):
+      raise ValueError(f"conv impl must be 'xla' or 'im2col', got {impl!r}")
+    self.impl = impl
 
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
     cin = x.shape[-1]
@@ -71,7 +65,7 @@ class ConvStack(hk.Module):
   layer if `activate_final` is False."""
 
   def __init__(self, channels: Sequence[int], kernel_size: int, strides: Sequence[int] = (),
-               impl: str = "auto", activate_final: bool = True, name=None):
+               impl: str = "xla", activate_final: bool = True, name=None):
     super().__init__(name=name)
     self.channels = tuple(channels)
     self.kernel_size = kernel_size
@@ -94,9 +88,19 @@ def coordinate_grid(height: int, width: int) -> jnp.ndarray:
   return jnp.asarray(np.stack(np.meshgrid(ys, xs, indexing="ij"), axis=-1))
 
 
-def mlp(hidden: Sequence[int], output_size: int, name: str,
-        activation: Callable = jax.nn.relu) -> hk.nets.MLP:
-  return hk.nets.MLP(tuple(hidden) + (output_size,), activation=activation, name=name)
+class DeltaMLP(hk.Module):
+  """MLP whose last layer starts at zero, so an update head (delta lambda) starts as identity:
+  the posterior starts at the all-zero initial state instead of drifting over time."""
+
+  def __init__(self, hidden: Sequence[int], output_size: int, name: str):
+    super().__init__(name=name)
+    self.hidden = tuple(hidden)
+    self.output_size = output_size
+
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    for i, h in enumerate(self.hidden):
+      x = jax.nn.relu(hk.Linear(h, name=f"linear_{i}")(x))
+    return hk.Linear(self.output_size, w_init=jnp.zeros, name="output")(x)
 
 
 def normalize_features(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:

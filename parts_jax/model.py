@@ -51,9 +51,11 @@ class StepInputs(NamedTuple):
 class PARTS:
   """The PARTS model and its variants, built from `config` (see parts_jax/config.py)."""
 
-  def __init__(self, config: ml_collections.ConfigDict):
+  def __init__(self, config: ml_collections.ConfigDict, backend: Optional[str] = None):
     config_lib.validate_model_config(config)
     self.config = config
+    self.time_loop, self.conv_impl = config_lib.resolve_lowering(
+        config, backend or jax.default_backend())
     self._fns = hk.without_apply_rng(hk.multi_transform(self._template))
     self.decode_fn, self.refine_fn, self.predict_fn = self._fns.apply
 
@@ -61,8 +63,8 @@ class PARTS:
   def _template(self):
     cfg = self.config
     decoder = SoftSpatialBroadcastDecoder(cfg.image_size, cfg.decoder.channels,
-                                          cfg.decoder.kernel_size, cfg.conv_impl)
-    refiner = make_refiner(cfg)
+                                          cfg.decoder.kernel_size, self.conv_impl)
+    refiner = make_refiner(cfg, self.conv_impl)
     p = cfg.predictor
     predictor = Predictor(p.kind, p.model_size, p.num_layers, p.num_heads, p.mlp_size,
                           p.lstm_size, p.residual)
@@ -95,11 +97,9 @@ class PARTS:
     "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
     refiner, the per-pixel responsibilities it was given).
     """
-    video, actions = self._inputs(batch)
-    t = video.shape[1]
-    burn_in = self.config.burn_in
-    observe = jnp.arange(t) < burn_in if burn_in > 0 else jnp.ones((t,), bool)
-    return self._unroll(params, rng, video, actions, observe)
+    carry, xs = self.step_inputs(rng, batch)
+    _, outs = self.run(params, carry, xs, self.time_loop == "scan")
+    return self.finalize(outs)
 
   def rollout(self, params: Params, rng: jax.Array, batch: Batch, burn_in: int,
               rollout_steps: int) -> Dict[str, jnp.ndarray]:
@@ -116,7 +116,9 @@ class PARTS:
     pad = max(total - video.shape[1], 0)
     video = jnp.pad(video, ((0, 0), (0, pad), (0, 0), (0, 0), (0, 0)))[:, :total]
     actions = jnp.pad(actions, ((0, 0), (0, pad), (0, 0)))[:, :total]
-    return self._unroll(params, rng, video, actions, jnp.arange(total) < burn_in)
+    carry, xs = self._step_inputs(rng, video, actions, jnp.arange(total) < burn_in)
+    _, outs = self.run(params, carry, xs, self.time_loop == "scan")
+    return self.finalize(outs)
 
   def decode(self, params: Params, z: jnp.ndarray) -> Dict[str, jnp.ndarray]:
     """Decodes latents z [B, K, D] into "recon" [B,H,W,3], "masks" [B,K,H,W],
@@ -202,28 +204,59 @@ class PARTS:
     return Carry(jnp.zeros((batch_size, k, self.lambda_dim), jnp.float32), (zeros, zeros),
                  jnp.zeros((batch_size, action_dim), jnp.float32))
 
-  def _unroll(self, params, rng, video, actions, observe) -> Dict[str, jnp.ndarray]:
+  def step_inputs(self, rng: jax.Array, batch: Batch) -> Tuple[Carry, StepInputs]:
+    """The initial carry and the time-major per-step inputs ([T, ...]) of a batch."""
+    video, actions = self._inputs(batch)
+    t = video.shape[1]
+    burn_in = self.config.burn_in
+    observe = jnp.arange(t) < burn_in if burn_in > 0 else jnp.ones((t,), bool)
+    return self._step_inputs(rng, video, actions, observe)
+
+  def _step_inputs(self, rng, video, actions, observe) -> Tuple[Carry, StepInputs]:
     b, t = video.shape[:2]
     tbptt = self.config.tbptt
     steps = jnp.arange(t)
     cut = (steps % tbptt == 0) & (steps > 0) if tbptt else jnp.zeros((t,), bool)
     xs = StepInputs(x=jnp.swapaxes(video, 0, 1), action=jnp.swapaxes(actions, 0, 1),
                     rng=jax.random.split(rng, t), observe=observe, cut=cut)
-    carry = self.initial_carry(b, actions.shape[-1])
+    return self.initial_carry(b, actions.shape[-1]), xs
+
+  def run(self, params: Params, carry: Carry, xs: StepInputs,
+          scan: bool) -> Tuple[Carry, Dict[str, jnp.ndarray]]:
+    """Runs the steps of xs ([T, ...]) from `carry`, in a lax.scan or a Python loop.
+
+    Returns the last carry and time-major outputs [T, B, ...]."""
     step = lambda c, inp: self._step(params, c, inp)
-    if self.config.time_loop == "scan":
-      _, outs = jax.lax.scan(step, carry, xs)
-    else:
-      per_step = []
-      for i in range(t):
-        carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
-        per_step.append(out)
-      outs = jax.tree.map(lambda *a: jnp.stack(a), *per_step)
-    outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)   # time-major -> [B, T, ...]
+    if scan:
+      return jax.lax.scan(step, carry, xs)
+    per_step = []
+    for i in range(xs.x.shape[0]):
+      carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
+      per_step.append(out)
+    return carry, jax.tree.map(lambda *a: jnp.stack(a), *per_step)
+
+  @staticmethod
+  def finalize(outs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
+    """Time-major outputs -> [B, T, ...] plus the scalar "loss"."""
+    outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
     outs["loss"] = -jnp.mean(outs["elbo"])                        # (1/T) sum_t L_t (3.3)
     return outs
 
+  def window_length(self, num_steps: int) -> int:
+    """Steps per window of the "windows" lowering: tbptt (the whole sequence when 0)."""
+    return self.config.tbptt or num_steps
 
-def build_model(config: ml_collections.ConfigDict) -> PARTS:
+  def window_loss(self, params: Params, carry: Carry, xs: StepInputs, num_steps: int):
+    """One truncation window for the "windows" lowering (no gradient reaches `carry`).
+
+    xs holds the window's steps ([W, ...]); returns (this window's share of "loss", i.e.
+    -sum_t mean_B ELBO_t / num_steps, (next carry, time-major outputs [W, B, ...])).
+    """
+    carry = jax.lax.stop_gradient(carry)
+    carry, outs = self.run(params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False)
+    return -jnp.sum(jnp.mean(outs["elbo"], axis=1)) / num_steps, (carry, outs)
+
+
+def build_model(config: ml_collections.ConfigDict, backend: Optional[str] = None) -> PARTS:
   """Builds PARTS from a model config (`config.model` of an experiment config)."""
-  return PARTS(config)
+  return PARTS(config, backend)

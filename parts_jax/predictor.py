@@ -60,7 +60,7 @@ class Predictor(hk.Module):
     lstm = hk.LSTM(self.lstm_size, name="slot_lstm")        # shared across slots
     out, new_state = lstm(x.reshape(b * k, -1),
                           hk.LSTMState(h.reshape(b * k, -1), c.reshape(b * k, -1)))
-    delta = hk.Linear(two_d, name="output")(out).reshape(b, k, two_d)
+    delta = hk.Linear(two_d, w_init=jnp.zeros, name="output")(out).reshape(b, k, two_d)
     lam0 = lam + delta if self.residual else delta
     new_state = (new_state.hidden.reshape(b, k, -1), new_state.cell.reshape(b, k, -1))
     return lam0, new_state

@@ -27,7 +27,7 @@ class SlotAttentionRefiner(hk.Module):
 
   def __init__(self, encoder_channels: Sequence[int], kernel_size: int, coord_channels: bool,
                qk_dim: int, value_dim: int, mlp_hidden: Sequence[int], top_down: bool,
-               conv_impl: str = "auto", name: str = "refiner"):
+               conv_impl: str = "xla", name: str = "refiner"):
     super().__init__(name=name)
     self.encoder = BottomUpEncoder(encoder_channels, kernel_size, coord_channels, conv_impl)
     self.attention = TopDownSlotAttention(qk_dim, value_dim)
@@ -42,7 +42,7 @@ class SlotAttentionRefiner(hk.Module):
     s = jnp.concatenate([lam, action_k, grad], -1) if self.top_down else lam   # Eq 4 input
     slots_out, attn = self.attention(s, o)
     h = jnp.concatenate([slots_out, grad, action_k], -1)
-    delta = layers.mlp(self.mlp_hidden, two_d, name="refine_mlp")(h)
+    delta = layers.DeltaMLP(self.mlp_hidden, two_d, name="refine_mlp")(h)
     return delta, attn
 
 
@@ -50,7 +50,7 @@ class IodineRefiner(hk.Module):
   """IODINE-style refinement (slot_attention off): returns (delta lambda, responsibilities)."""
 
   def __init__(self, channels: Sequence[int], kernel_size: int, strides: Sequence[int],
-               mlp_hidden: Sequence[int], sigma_x: float, conv_impl: str = "auto",
+               mlp_hidden: Sequence[int], sigma_x: float, conv_impl: str = "xla",
                name: str = "refiner"):
     super().__init__(name=name)
     self.sigma_x = sigma_x
@@ -78,19 +78,19 @@ class IodineRefiner(hk.Module):
     feats = jnp.mean(feats, axis=(1, 2)).reshape(b, k, -1)
     action_k = jnp.broadcast_to(action[:, None], (b, k, action.shape[-1]))
     hidden = jnp.concatenate([feats, lam, grad, action_k], -1)
-    delta = layers.mlp(self.mlp_hidden, two_d, name="refine_mlp")(hidden)
+    delta = layers.DeltaMLP(self.mlp_hidden, two_d, name="refine_mlp")(hidden)
     return delta, jax.lax.stop_gradient(resp)
 
 
-def make_refiner(cfg) -> hk.Module:
+def make_refiner(cfg, conv_impl: str) -> hk.Module:
   """Builds the refinement network selected by `cfg.slot_attention` (cfg = model config)."""
   if cfg.slot_attention:
     return SlotAttentionRefiner(
         encoder_channels=cfg.encoder.channels, kernel_size=cfg.encoder.kernel_size,
         coord_channels=cfg.encoder.coord_channels, qk_dim=cfg.attention.qk_dim,
         value_dim=cfg.attention.value_dim, mlp_hidden=cfg.refine.mlp_hidden,
-        top_down=cfg.top_down, conv_impl=cfg.conv_impl)
+        top_down=cfg.top_down, conv_impl=conv_impl)
   return IodineRefiner(
       channels=cfg.iodine.channels, kernel_size=cfg.iodine.kernel_size,
       strides=cfg.iodine.strides, mlp_hidden=cfg.refine.mlp_hidden, sigma_x=cfg.sigma_x,
-      conv_impl=cfg.conv_impl)
+      conv_impl=conv_impl)

@@ -231,15 +231,61 @@ def test_movi_example_to_episode():
     movi.example_to_episode({"video": video, "segmentations": seg[:, :4]}, 8, 3)
 
 
+def _movi_builder(videos, segs, tensor_features=False):
+  """A tfds builder laid out like Kubric's movi_a/128x128/1.0.0, tiny."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  t, h, w = videos.shape[1:4]
+
+  class MoviA(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """movi_a: video and segmentations (and some metadata)."""
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="128x128")]
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):  # See datasets/cache.py.
+      return None
+
+    def _info(self):
+      if tensor_features:  # Writable without TensorFlow.
+        video = tfds.features.Tensor(shape=(t, h, w, 3), dtype=np.uint8)
+        seg = tfds.features.Tensor(shape=(t, h, w, 1), dtype=np.uint8)
+      else:  # As in MOVi.
+        video = tfds.features.Video(shape=(t, h, w, 3))
+        seg = tfds.features.Sequence(tfds.features.Image(shape=(h, w, 1)),
+                                     length=t)
+      return tfds.core.DatasetInfo(builder=self, features=tfds.features.
+                                   FeaturesDict({"video": video,
+                                                 "segmentations": seg}))
+
+    def _split_generators(self, dl_manager):
+      return {"train": self._generate_examples(range(len(videos) - 1)),
+              "validation": self._generate_examples([len(videos) - 1])}
+
+    def _generate_examples(self, indices):
+      for i in indices:
+        yield i, {"video": videos[i], "segmentations": segs[i]}
+
+  return MoviA
+
+
 def test_movi_without_tensorflow_says_how_to_install(tmp_path, monkeypatch):
-  directory = tmp_path / "movi_a" / "128x128" / "1.0.0"
-  config = _config(data_dir=str(tmp_path), name="movi_a", num_train=2)
+  config = _config(data_dir=str(tmp_path), name="movi", variant="movi_a",
+                   num_train=2)
   with pytest.raises(base.DataError, match="dataset_info.json"):
     movi.build_source(config, "train")
-  os.makedirs(directory)
-  (directory / "dataset_info.json").write_text("{}")
+  rng = np.random.default_rng(12)
+  builder = _movi_builder(rng.integers(0, 9, (3, 2, 4, 4, 3), dtype=np.uint8),
+                          rng.integers(0, 9, (3, 2, 4, 4, 1), dtype=np.uint8),
+                          tensor_features=True)
+  builder(data_dir=str(tmp_path), file_format="array_record"
+          ).download_and_prepare()
+  assert os.path.isfile(tmp_path / "movi_a/128x128/1.0.0/dataset_info.json")
   monkeypatch.setitem(sys.modules, "tensorflow", None)  # Import fails.
   with pytest.raises(base.DataError, match=r"pip install -e \.\[tf\]"):
+    movi.build_source(config, "train")
+  (tmp_path / "movi_a/128x128/1.0.0/dataset_info.json").write_text("{")
+  with pytest.raises(base.DataError, match="size of split 'train'"):
     movi.build_source(config, "train")
 
 
@@ -310,7 +356,7 @@ def test_multi_object_arrays_to_episode(hwk):
   np.testing.assert_array_equal(episode["segmentations"], slots[:2, rows])
   assert episode["video"].shape == (2, 6, 6, 3)
   assert episode["actions"].shape == (2, 0)
-  with pytest.raises(base.DataError, match="data.dataset"):
+  with pytest.raises(base.DataError, match="data.variant"):
     multi_object.arrays_to_episode(image.ravel()[:-3], stored.ravel(), spec,
                                    6, 2)
 
@@ -331,8 +377,8 @@ def test_multi_object_objects_room_background_and_exact_pixels():
 
 
 def test_multi_object_errors(tmp_path, monkeypatch):
-  config = _config(data_dir=str(tmp_path), name="tetrominoes", num_frames=1,
-                   num_train=4, num_eval=2)
+  config = _config(data_dir=str(tmp_path), name="multi_object",
+                   variant="tetrominoes", num_frames=1, num_train=4, num_eval=2)
   with pytest.raises(base.DataError, match="tetrominoes_train.tfrecords"):
     multi_object.build_source(config, "train")
   (tmp_path / "tetrominoes_train.tfrecords").write_bytes(b"\0" * 16)
@@ -344,7 +390,8 @@ def test_multi_object_errors(tmp_path, monkeypatch):
                                       name="tetrominoes", num_frames=2,
                                       num_train=1), "train")
   with pytest.raises(base.DataError, match="unknown dataset"):
-    multi_object.build_source(_config(name="nope", num_frames=1), "train")
+    multi_object.build_source(_config(name="multi_object", variant="nope",
+                                      num_frames=1), "train")
 
 
 # ----------------------------------------------------------------------------
@@ -518,3 +565,83 @@ def test_clevrer_missing_files(tmp_path):
   with pytest.raises(base.DataError, match="only 8 frames"):
     clevrer.build_source(_config(data_dir=str(tmp_path), num_frames=5,
                                  frame_stride=2), "train")[0]
+
+
+# ----------------------------------------------------------------------------
+# End to end through TensorFlow (an optional extra: skipped where it is absent).
+
+
+def _tf_example(tf, image, mask, per_byte):
+  """A tf.train.Example like the multi_object_datasets records."""
+  def feature(array):
+    data = array.astype(np.uint8).tobytes()
+    values = [data[i:i + 1] for i in range(len(data))] if per_byte else [data]
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+  return tf.train.Example(features=tf.train.Features(feature={
+      "image": feature(image), "mask": feature(mask),
+      "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * 4))}))
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_multi_object_tfrecords_end_to_end(tmp_path, cache):
+  tf = pytest.importorskip("tensorflow")
+  rng = np.random.default_rng(9)
+  images = rng.integers(0, 256, (5, 35, 35, 3), dtype=np.uint8)
+  slots = rng.integers(0, 4, (5, 35, 35))
+  masks = ((np.arange(4)[None, :, None, None] == slots[:, None]) * 255)[..., None]
+  path = str(tmp_path / "tetrominoes_train.tfrecords")
+  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+    for image, mask in zip(images, masks):
+      writer.write(_tf_example(tf, image, mask, True).SerializeToString())
+  config = _config(data_dir=str(tmp_path), name="multi_object",
+                   variant="tetrominoes", image_size=35, num_frames=1,
+                   num_eval=2, num_train=3, cache=cache,
+                   cache_dir=str(tmp_path / "cache"))
+  for split, first in (("eval", 0), ("train", 2)):  # Eval: records 0, 1.
+    source = multi_object.build_source(config, split)
+    assert len(source) == (2 if split == "eval" else 3)
+    for i in range(len(source)):
+      episode = source[i]
+      np.testing.assert_array_equal(episode["video"][0], images[first + i])
+      np.testing.assert_array_equal(episode["segmentations"][0],
+                                    slots[first + i])
+      assert episode["actions"].shape == (1, 0)
+
+
+def test_cater_tfrecords_end_to_end(tmp_path):
+  tf = pytest.importorskip("tensorflow")
+  rng = np.random.default_rng(10)
+  video = rng.integers(0, 256, (33, 64, 64, 3), dtype=np.uint8)
+  slots = rng.integers(0, 11, (33, 64, 64))
+  mask = ((np.arange(11)[None, :, None, None] == slots[:, None]) * 255)[..., None]
+  path = str(tmp_path / "cater_with_masks_train.tfrecords-00000-of-00001")
+  with tf.io.TFRecordWriter(path, options="ZLIB") as writer:
+    writer.write(_tf_example(tf, video, mask, False).SerializeToString())
+  config = _config(data_dir=str(tmp_path), name="multi_object",
+                   variant="cater_with_masks", image_size=32, num_frames=4,
+                   num_eval=0, num_train=1)
+  episode = multi_object.build_source(config, "train")[0]
+  np.testing.assert_allclose(episode["video"], _block_mean(video[:4], 2),
+                             atol=0.51)
+  np.testing.assert_array_equal(episode["segmentations"],
+                                slots[:4, 1::2, 1::2])
+
+
+def test_movi_tfds_end_to_end(tmp_path):
+  pytest.importorskip("tensorflow")
+  rng = np.random.default_rng(11)
+  videos = rng.integers(0, 256, (3, 6, 8, 8, 3), dtype=np.uint8)
+  segs = rng.integers(0, 5, (3, 6, 8, 8, 1)).astype(np.uint8)
+  _movi_builder(videos, segs)(data_dir=str(tmp_path)).download_and_prepare()
+  config = _config(data_dir=str(tmp_path), name="movi", variant="movi_a",
+                   image_size=4, num_frames=5, num_train=5, num_eval=0,
+                   cache=True, cache_dir=str(tmp_path / "cache"))
+  for split, indices in (("train", [0, 1]), ("eval", [2])):
+    source = movi.build_source(config, split)  # num_train=5 is capped to 2.
+    assert len(source) == len(indices)
+    for i, k in enumerate(indices):
+      episode = source[i]
+      np.testing.assert_allclose(episode["video"],
+                                 _block_mean(videos[k][:5], 2), atol=0.51)
+      np.testing.assert_array_equal(episode["segmentations"],
+                                    segs[k][:5, 1::2, 1::2, 0])

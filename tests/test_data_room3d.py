@@ -182,14 +182,16 @@ def test_missing_egl_gives_clear_error(monkeypatch):
     raise ImportError("libEGL.so.1: cannot open shared object file")
 
   monkeypatch.setattr(mujoco, "GLContext", broken)
-  monkeypatch.setattr(room3d, "_LOCAL", type(room3d._LOCAL)())  # pylint: disable=protected-access
+  fresh = type(room3d._LOCAL)()  # pylint: disable=protected-access
+  monkeypatch.setattr(room3d, "_LOCAL", fresh)  # No context in this thread.
   with pytest.raises(base.DataError, match="libEGL.so.1.*libegl1"):
     room3d.generate_episode(0, "train", 0, image_size=16, num_frames=1)
 
 
-def test_cached_source_matches_generation(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_cached_source_matches_generation(tmp_path, workers):
   config = _config(cache=True, data_dir=str(tmp_path), num_train=3,
-                   image_size=16, num_frames=2)
+                   image_size=16, num_frames=2, render_workers=workers)
   cached = room3d.build_source(config, "train")
   assert len(cached) == 3 and cached.action_dim == 3
   for i in (0, 2):

@@ -22,6 +22,14 @@ def _num_params(params):
   return sum(x.size for x in jax.tree.leaves(params))
 
 
+def _perturbed(params, seed=0):
+  """Params with every leaf moved off its initial value (update heads start at zero)."""
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  return jax.tree.unflatten(tree, [p + 0.3 * jax.random.normal(k, p.shape)
+                                   for p, k in zip(leaves, keys)])
+
+
 def test_gradient_fed_to_encoder_matches_finite_difference():
   model, params, batch = _setup()
   captured = {}
@@ -70,6 +78,7 @@ def test_scan_equals_unrolled_python_loop():
 @pytest.mark.parametrize("tbptt", [4, 0])
 def test_truncated_bptt_cuts_gradient_to_old_frames(tbptt):
   model, params, batch = _setup(tbptt=tbptt)
+  params = _perturbed(params)
   rng = jax.random.PRNGKey(1)
   t = 5
 
@@ -86,6 +95,7 @@ def test_truncated_bptt_cuts_gradient_to_old_frames(tbptt):
 
 def test_permuting_slots_permutes_outputs():
   model, params, batch = _setup()
+  params = _perturbed(params)
   rng = np.random.default_rng(2)
   perm = np.array([2, 0, 1])
   z = jnp.asarray(rng.normal(size=(B, 3, 4)), jnp.float32)
@@ -103,12 +113,14 @@ def test_permuting_slots_permutes_outputs():
   d, attn = model.refine_fn(params, lam, x, a, grad, loglik, log_masks, means)
   d_p, attn_p = model.refine_fn(params, lam[:, perm], x, a, grad[:, perm], loglik,
                                 log_masks[:, perm], means[:, perm])
+  assert np.abs(d).max() > 1e-2
   np.testing.assert_allclose(d_p, d[:, perm], atol=1e-5)
   np.testing.assert_allclose(attn_p, attn[:, perm], atol=1e-6)
 
   state = tuple(jnp.asarray(rng.normal(size=(B, 3, 16)), jnp.float32) for _ in range(2))
   lam0, (h, c) = model.predict_fn(params, lam, a, state)
   lam0_p, (h_p, c_p) = model.predict_fn(params, lam[:, perm], a, tuple(s[:, perm] for s in state))
+  assert np.abs(lam0 - lam).max() > 1e-2
   np.testing.assert_allclose(lam0_p, lam0[:, perm], atol=1e-5)
   np.testing.assert_allclose(h_p, h[:, perm], atol=1e-5)
   np.testing.assert_allclose(c_p, c[:, perm], atol=1e-5)
@@ -159,6 +171,7 @@ def test_every_variant_builds_and_runs(name):
 
 def test_predictive_prior_kl_is_against_predicted_lambda():
   model, params, batch = _setup(predictive_prior=True)
+  params = _perturbed(params)
   out = model.apply(params, jax.random.PRNGKey(1), batch)
   kl = np.sum(np.asarray(distributions.kl_divergence(out["posterior"], out["prior"])), axis=-1)
   np.testing.assert_allclose(out["kl"], kl, rtol=1e-4)
@@ -213,3 +226,26 @@ def test_wrong_frame_size_and_missing_actions_raise():
     model.apply(params, jax.random.PRNGKey(0), dict(batch, video=np.zeros((B, T, 9, 8, 3))))
   with pytest.raises(ValueError, match="use_actions"):
     model.apply(params, jax.random.PRNGKey(0), {"video": batch["video"]})
+
+
+@pytest.mark.parametrize("tbptt", [2, 0])
+def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
+  """scan (im2col convs), unroll (xla convs) and host-run truncation windows agree."""
+  from experiments.train import TrainStep, make_optimizer
+  from experiments.configs import common
+  results = {}
+  for loop, impl in (("scan", "im2col"), ("unroll", "xla"), ("windows", "xla")):
+    model, params, batch = _setup(steps=5, tbptt=tbptt, time_loop=loop, conv_impl=impl)
+    params = _perturbed(params)
+    opt = make_optimizer(common.base_config().train)
+    state = dict(step=jnp.int32(3), params=params, opt_state=opt.init(params),
+                 rng=jax.random.PRNGKey(5), skipped=jnp.int32(0))
+    results[loop] = TrainStep(model, opt, False).grads(state, batch)
+  g_ref, s_ref = results["scan"]
+  scale = max(np.abs(g).max() for g in jax.tree.leaves(g_ref))
+  for loop in ("unroll", "windows"):
+    g, s = results[loop]
+    for k in s_ref:
+      np.testing.assert_allclose(s[k], s_ref[k], rtol=1e-5, err_msg=f"{loop} {k}")
+    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * scale, err_msg=loop)

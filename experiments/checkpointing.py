@@ -1,0 +1,76 @@
+"""Orbax checkpoints of the train state: params, optimizer state, step and RNG.
+
+The data position is the step: batches are a pure function of (seed, step) (datasets/pipeline.py),
+so restoring the step restores the data stream. Orbax writes each checkpoint to a temporary
+directory and renames it when complete, so a kill during a save leaves the previous one intact.
+"""
+import os
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+
+def manager(workdir: str, max_to_keep: int = 3) -> ocp.CheckpointManager:
+  return ocp.CheckpointManager(
+      os.path.abspath(os.path.join(workdir, "checkpoints")),
+      options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def save(mngr: ocp.CheckpointManager, state: Dict[str, Any], force: bool = False) -> None:
+  step = int(state["step"])
+  if mngr.latest_step() == step:
+    return
+  mngr.save(step, args=ocp.args.StandardSave(state), force=force)
+  mngr.wait_until_finished()
+
+
+def restore(mngr: ocp.CheckpointManager, target: Dict[str, Any],
+            step: Optional[int] = None) -> Optional[Dict[str, Any]]:
+  """Restores the latest (or given) checkpoint into the structure of `target`; None if none."""
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    return None
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  restored = mngr.restore(step, args=ocp.args.StandardRestore(abstract))
+  # Keep the exact container types of `target` (optax states are NamedTuples).
+  return jax.tree.unflatten(jax.tree.structure(target), jax.tree.leaves(restored))
+
+
+def step_array(step: int) -> jnp.ndarray:
+  return jnp.asarray(step, jnp.int32)
+
+
+def restore_params(workdir: str, params: Any, step: Optional[int] = None,
+                   sharding: Optional[jax.sharding.Sharding] = None):
+  """Restores only the model parameters of a train-state checkpoint: (params, step).
+
+  A partial restore of the "params" entry of the state saved by `save`, so neither the optimizer
+  nor its state is needed. `params` (e.g. `model.init(...)`, or its shapes) gives the expected
+  structure, shapes and dtypes; `sharding` places the arrays (default: the first device).
+  Raises FileNotFoundError when `workdir` has no checkpoint, ValueError when the checkpoint does
+  not fit `params` (a model built from another config than the trained one).
+  """
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(f"{directory} not found: train first with python -m "
+                            f"experiments.train --workdir={workdir}")
+  mngr = manager(workdir)
+  step = mngr.latest_step() if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"no checkpoint in {directory}: train first with python -m "
+                            f"experiments.train --workdir={workdir}")
+  sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                          dict(step=step_array(0), params=params))
+  try:
+    restored = mngr.restore(step, args=ocp.args.PyTreeRestore(
+        item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
+        partial_restore=True))
+  except (ValueError, KeyError, TypeError) as e:
+    raise ValueError(f"checkpoint {directory}/{step} does not fit the model built from the "
+                     f"config ({type(e).__name__}: {str(e)[:500]}); build the model from "
+                     "the run's own config (WORKDIR/config.json)") from e
+  tree = jax.tree.structure(params)
+  return jax.tree.unflatten(tree, jax.tree.leaves(restored["params"])), int(restored["step"])

@@ -1,0 +1,21 @@
+"""sprites: the embedded default (no download). Sized to train on a 2-core CPU.
+
+  python -m experiments.train --config=experiments/configs/sprites.py --workdir=workdirs/sprites
+"""
+from experiments.configs import common
+
+
+def get_config():
+  c = common.base_config()
+  c.data.name = "sprites"
+  c.data.image_size = 32
+  c.data.num_frames = 8
+  c.data.num_train = 5000
+  c.data.num_eval = 256
+  c.data.min_objects = 2
+  c.data.max_objects = 4
+  c.model.num_slots = 5             # up to 4 sprites + background
+  c.model.slot_dim = 16
+  c.train.num_steps = 20_000
+  c.train.batch_size = 8
+  return c

@@ -1,0 +1,123 @@
+"""Shared set-up for the entry points: config checks, model building, devices, workdir files."""
+import json
+import os
+from typing import Any, Dict, Optional, Tuple
+
+import jax
+import ml_collections
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from experiments import checkpointing
+from parts_jax import PARTS, build_model
+from parts_jax.config import ConfigError, validate_model_config
+
+DATA_AXIS = "data"
+
+
+def _positive(path: str, value) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+    raise ConfigError(f"config.{path} must be a positive integer, got {value!r}")
+
+
+def model_config(config: ml_collections.ConfigDict, num_slots: int = -1):
+  """config.model with image_size taken from config.data (and K overridden if num_slots > 0)."""
+  m = ml_collections.ConfigDict(config.model.to_dict())
+  m.image_size = (config.data.image_size, config.data.image_size)
+  if num_slots > 0:
+    m.num_slots = num_slots
+  return m
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+  """One-line ConfigError for any bad value, before anything is built or compiled."""
+  _positive("train.num_steps", config.train.num_steps)
+  _positive("train.batch_size", config.train.batch_size)
+  _positive("train.checkpoint_every", config.train.checkpoint_every)
+  _positive("train.log_every", config.train.log_every)
+  _positive("data.image_size", config.data.image_size)
+  _positive("data.num_frames", config.data.num_frames)
+  _positive("eval.num_sequences", config.eval.num_sequences)
+  _positive("eval.batch_size", config.eval.batch_size)
+  if config.eval.num_slots != -1:
+    _positive("eval.num_slots", config.eval.num_slots)
+  if not config.train.learning_rate > 0:
+    raise ConfigError(f"config.train.learning_rate must be > 0, got {config.train.learning_rate}")
+  validate_model_config(model_config(config))
+  n = jax.device_count()
+  for path in ("train.batch_size", "eval.batch_size"):
+    group, field = path.split(".")
+    if config[group][field] % n:
+      raise ConfigError(f"config.{path}={config[group][field]} is not divisible by the "
+                        f"{n} devices; use a multiple of {n}")
+
+
+def check_actions(config: ml_collections.ConfigDict, action_dim: int, origin: str) -> None:
+  if config.model.use_actions and action_dim == 0:
+    raise ConfigError(f"config.model.use_actions=True but dataset {config.data.name!r} "
+                      f"({origin}) has no actions; set --config.model.use_actions=False")
+
+
+def make_model(config: ml_collections.ConfigDict, num_slots: int = -1) -> PARTS:
+  return build_model(model_config(config, num_slots))
+
+
+def mesh_shardings() -> Tuple[Mesh, NamedSharding, NamedSharding]:
+  """A 1-D mesh over all devices; (mesh, replicated, batch-sharded)."""
+  mesh = Mesh(jax.devices(), (DATA_AXIS,))
+  return (mesh, NamedSharding(mesh, PartitionSpec()),
+          NamedSharding(mesh, PartitionSpec(DATA_AXIS)))
+
+
+def global_batch(local_batch, data_sharding: NamedSharding):
+  """Assembles this process's slice of the global batch into a global, sharded jax.Array."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(data_sharding, x), local_batch)
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir? Pass --config")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
+                       overrides: Optional[Dict[str, Any]] = None) -> ml_collections.ConfigDict:
+  """The config of a trained run, for evaluation and figures.
+
+  WORKDIR/config.json (what the run was trained with) if it exists, else `config`; then the
+  flat `overrides` ({"eval.num_slots": 3, ...}, e.g. the --config.x=y flags) are applied.
+  """
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    config = load_config(workdir)
+  elif config is None:
+    raise FileNotFoundError(f"{workdir}/config.json not found and no --config given: pass the "
+                            "training workdir, or --config=... for a run without config.json")
+  else:
+    config = ml_collections.ConfigDict(config.to_dict())
+  for path, value in (overrides or {}).items():
+    node, *keys = config, *path.split(".")
+    for key in keys[:-1]:
+      node = node[key]
+    if keys[-1] not in node:
+      raise ConfigError(f"unknown config field {path!r} in the overrides")
+    node[keys[-1]] = value
+  return config
+
+
+def restore_model(config: ml_collections.ConfigDict, workdir: str, example_batch,
+                  num_slots: int = -1, sharding=None):
+  """Builds the model (with K = num_slots if > 0) and restores the latest parameters of
+  `workdir` into it: (model, params, step). `example_batch` (one batch) sets the shapes."""
+  model = make_model(config, num_slots)
+  params = jax.eval_shape(model.init, jax.random.PRNGKey(0), example_batch)
+  params, step = checkpointing.restore_params(workdir, params, sharding=sharding)
+  return model, params, step

@@ -1,0 +1,314 @@
+r"""Sweeps presets x seeds x config values: train + evaluate every run, then one results table.
+
+  python -m experiments.sweep --config=experiments/configs/ablations.py \
+      --sweep="presets=s_iodine,op3,parts_no_transformer,parts;seeds=0,1,2" \
+      [--workdir_root=workdirs/sweep] [--dry_run] [--config.train.num_steps=2000 ...]
+
+--sweep is a ';'-separated list of NAME=V1,V2,... fields:
+  presets=...   presets of experiments/configs/ablations.py (default: the preset of --config);
+                the dataset of --config=ablations.py:PRESET,DATASET is kept for every preset.
+  seeds=...     values of config.seed (default: config.seed). Only the model/training seed
+                changes; the data (config.data.seed) is the same for every run.
+  FIELD=...     any other config field, e.g. model.num_slots=5,7, is a grid axis (values as on
+                the command line; commas inside brackets do not split: model.decoder.channels=
+                (8,),(16,16)).
+Runs are the product presets x FIELD values x seeds. The --config.x=y flags apply to every run.
+Each run's workdir is ROOT/<preset>/seed<k>, or ROOT/<preset>/<field=value,...>/seed<k> with
+grid axes. --dry_run prints one shell line per run (train && evaluate) for a cluster launcher.
+Otherwise the runs go one after another in subprocesses; a run whose eval/metrics.json exists is
+skipped, so re-running the command resumes the sweep (train itself resumes from checkpoints).
+Finally `collect(ROOT)` gathers every ROOT/**/eval/metrics.json into ROOT/results.csv and
+ROOT/results.md: one row per run, then per group (the folder above seed<k>) the mean and the
+population standard deviation (ddof=0) over its runs of fg_ari, ari and mse. --collect_only only
+builds the tables.
+"""
+import csv
+import dataclasses
+import importlib.util
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from absl import app, flags
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from parts_jax.config import ConfigError
+
+FLAGS = flags.FLAGS
+METRICS = ("fg_ari", "ari", "mse")
+
+
+@dataclasses.dataclass
+class Run:
+  preset: str
+  seed: int
+  grid: Dict[str, str]          # grid-axis overrides of this run, {"model.num_slots": "5"}
+  config_arg: str               # --config value, e.g. experiments/configs/ablations.py:op3
+  workdir: str
+
+
+def split_values(text: str) -> List[str]:
+  """Splits on commas outside brackets: "(8,),(16,16)" -> ["(8,)", "(16,16)"]."""
+  values, depth, current = [], 0, ""
+  for ch in text:
+    depth += (ch in "([{") - (ch in ")]}")
+    if ch == "," and depth == 0:
+      values.append(current.strip())
+      current = ""
+    else:
+      current += ch
+  values.append(current.strip())
+  return [v for v in values if v]
+
+
+def parse_sweep(spec: str) -> Tuple[Optional[List[str]], Optional[List[int]],
+                                    List[Tuple[str, List[str]]]]:
+  """"presets=a,b;seeds=0,1;model.num_slots=5,7" -> (presets, seeds, grid axes)."""
+  presets, seeds, grid = None, None, []
+  for field in filter(None, (f.strip() for f in spec.split(";"))):
+    name, eq, values = field.partition("=")
+    name, values = name.strip(), split_values(values)
+    if not eq or not name or not values:
+      raise ConfigError(f"--sweep field {field!r} is not NAME=V1,V2,...")
+    if name == "presets":
+      presets = values
+    elif name == "seeds":
+      try:
+        seeds = [int(v) for v in values]
+      except ValueError:
+        raise ConfigError(f"--sweep seeds must be integers, got {values}") from None
+    else:
+      grid.append((name, values))
+  return presets, seeds, grid
+
+
+def _has_field(config: ml_collections.ConfigDict, path: str) -> bool:
+  node = config
+  for key in path.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+      return False
+    node = node[key]
+  return True
+
+
+def _tag(grid: Dict[str, str]) -> str:
+  """{"model.decoder.channels": "(16,16)"} -> "model.decoder.channels=16-16"."""
+  clean = lambda v: re.sub(r"[^A-Za-z0-9._+-]", "", re.sub(r"[\s,]+", "-", v)).strip("-")
+  return ",".join(f"{clean(k)}={clean(v)}" for k, v in grid.items())
+
+
+def expand(config_file: str, config: ml_collections.ConfigDict, spec: str,
+           root: str) -> List[Run]:
+  """The runs of `spec` (see the module docstring).
+
+  Args:
+    config_file: the --config value, e.g. "experiments/configs/ablations.py:parts,room3d".
+    config: the config it gives (to check the grid fields and for defaults).
+    spec: the --sweep string.
+    root: the sweep's root folder.
+  """
+  presets, seeds, grid = parse_sweep(spec)
+  path, _, arg = config_file.partition(":")
+  _, _, dataset = arg.partition(",")
+  if presets is None:
+    presets, configs = [config.get("preset") or os.path.splitext(os.path.basename(path))[0]], \
+        [config_file]
+  else:
+    known = _presets_of(path)
+    unknown = [p for p in presets if p not in known]
+    if unknown:
+      raise ConfigError(f"--sweep presets {unknown} are not presets of {path}; valid: "
+                        f"{', '.join(known)}")
+    configs = [f"{path}:{p}" + (f",{dataset}" if dataset else "") for p in presets]
+  for name, _ in grid:
+    if not _has_field(config, name):
+      raise ConfigError(f"--sweep field {name!r} is not a config field")
+  seeds = [int(config.seed)] if seeds is None else seeds
+  runs = []
+  for (preset, cfg), values in itertools.product(
+      zip(presets, configs), itertools.product(*[v for _, v in grid])):
+    overrides = dict(zip([n for n, _ in grid], values))
+    for seed in seeds:
+      parts = [root, preset] + ([_tag(overrides)] if overrides else []) + [f"seed{seed}"]
+      runs.append(Run(preset, seed, overrides, cfg, os.path.join(*parts)))
+  return runs
+
+
+def _presets_of(path: str) -> Sequence[str]:
+  spec = importlib.util.spec_from_file_location("_sweep_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, "PRESETS"):
+    raise ConfigError(f"{path} has no PRESETS: presets=... needs experiments/configs/"
+                      "ablations.py; drop presets= to sweep this config as it is")
+  return list(module.PRESETS)
+
+
+def format_value(value: Any) -> str:
+  """A config value as a --config.x=y command-line string."""
+  if isinstance(value, (tuple, list)):
+    return repr(tuple(value))
+  return str(value)
+
+
+def commands(run: Run, overrides: Dict[str, Any], python: str = "python") -> List[List[str]]:
+  """argv of the train and evaluate commands of `run`; `overrides` apply to every run."""
+  args = [f"--config={run.config_arg}", f"--workdir={run.workdir}",
+          f"--config.seed={run.seed}"]
+  args += [f"--config.{k}={format_value(v)}" for k, v in overrides.items()]
+  args += [f"--config.{k}={v}" for k, v in run.grid.items()]
+  return [[python, "-m", f"experiments.{m}"] + args for m in ("train", "evaluate")]
+
+
+def shell_line(run: Run, overrides: Dict[str, Any], python: str = "python") -> str:
+  return " && ".join(shlex.join(c) for c in commands(run, overrides, python))
+
+
+def metrics_path(workdir: str) -> str:
+  return os.path.join(workdir, "eval", "metrics.json")
+
+
+def run_all(runs: Sequence[Run], overrides: Dict[str, Any]) -> List[Run]:
+  """Trains and evaluates the runs one after another, skipping those already evaluated.
+  Returns the runs that failed."""
+  failed = []
+  for i, run in enumerate(runs):
+    if os.path.exists(metrics_path(run.workdir)):
+      print(f"[{i + 1}/{len(runs)}] {run.workdir}: already evaluated, skipping", flush=True)
+      continue
+    print(f"[{i + 1}/{len(runs)}] {run.workdir}", flush=True)
+    for argv in commands(run, overrides, sys.executable):
+      print("  " + shlex.join(argv), flush=True)
+      if subprocess.run(argv, check=False).returncode:
+        print(f"  FAILED: {run.workdir}", flush=True)
+        failed.append(run)
+        break
+  return failed
+
+
+def _number(value) -> Optional[float]:
+  return None if value is None else float(value)
+
+
+def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
+  """Builds ROOT/results.csv and ROOT/results.md from every ROOT/**/eval/metrics.json.
+
+  Returns {"runs": one dict per run, "groups": one dict per group with <metric> (mean),
+  <metric>_std (population std, ddof=0) and <metric>_n (runs with a value) for fg_ari, ari, mse}.
+  """
+  runs = []
+  for dirpath, _, filenames in os.walk(root):
+    if os.path.basename(dirpath) == "eval" and "metrics.json" in filenames:
+      with open(os.path.join(dirpath, "metrics.json")) as f:
+        m = json.load(f)
+      rel = os.path.relpath(os.path.dirname(dirpath), root)
+      parts = rel.split(os.sep)
+      group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
+      runs.append(dict(run=rel, group=group, preset=m.get("preset") or parts[0],
+                       seed=m.get("seed"), step=m.get("step"),
+                       num_sequences=m.get("num_sequences"),
+                       **{k: _number(m.get(k)) for k in METRICS}))
+  if not runs:
+    raise FileNotFoundError(f"no */eval/metrics.json under {root}: run the sweep (or "
+                            "python -m experiments.evaluate) first")
+  runs.sort(key=lambda r: (r["group"], str(r["seed"]), r["run"]))
+  groups = []
+  for group in sorted({r["group"] for r in runs}):
+    members = [r for r in runs if r["group"] == group]
+    g = dict(group=group, preset=members[0]["preset"], num_runs=len(members),
+             seeds=[r["seed"] for r in members])
+    for k in METRICS:
+      values = np.array([r[k] for r in members if r[k] is not None], np.float64)
+      g[k] = float(values.mean()) if values.size else None
+      g[f"{k}_std"] = float(values.std()) if values.size else None
+      g[f"{k}_n"] = int(values.size)
+    groups.append(g)
+  _write_csv(os.path.join(root, "results.csv"), runs, groups)
+  _write_markdown(os.path.join(root, "results.md"), runs, groups)
+  return dict(runs=runs, groups=groups)
+
+
+CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",
+               "ari", "ari_std", "mse", "mse_std", "num_sequences", "run")
+
+
+def _write_csv(path: str, runs, groups) -> None:
+  """One row per run (kind=run), then one per group (kind=mean_std: means and std columns)."""
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, CSV_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    for r in runs:
+      writer.writerow(dict(r, kind="run", num_runs=1))
+    for g in groups:
+      writer.writerow(dict(g, kind="mean_std", seed=" ".join(map(str, g["seeds"]))))
+
+
+def _fmt(value, digits: int) -> str:
+  return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _pm(group, key: str, digits: int) -> str:
+  if group[key] is None:
+    return "n/a"
+  return f"{group[key]:.{digits}f} ± {group[key + '_std']:.{digits}f}"
+
+
+def _write_markdown(path: str, runs, groups) -> None:
+  lines = ["# Sweep results", "", "## Runs", "",
+           "| run | preset | seed | step | FG-ARI | ARI | MSE |", "|---|---|---|---|---|---|---|"]
+  lines += [f"| {r['run']} | {r['preset']} | {r['seed']} | {r['step']} | "
+            f"{_fmt(r['fg_ari'], 4)} | {_fmt(r['ari'], 4)} | {_fmt(r['mse'], 5)} |" for r in runs]
+  lines += ["", "## Mean ± std over seeds (population std, ddof=0)", "",
+            "| group | preset | runs | FG-ARI | ARI | MSE |", "|---|---|---|---|---|---|"]
+  lines += [f"| {g['group']} | {g['preset']} | {g['num_runs']} | {_pm(g, 'fg_ari', 4)} | "
+            f"{_pm(g, 'ari', 4)} | {_pm(g, 'mse', 5)} |" for g in groups]
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file("config", None, "Config file, e.g. "
+                                  "experiments/configs/ablations.py[:PRESET[,DATASET]].")
+  flags.DEFINE_string("sweep", "", "presets=a,b;seeds=0,1;FIELD=v1,v2 (module docstring).")
+  flags.DEFINE_string("workdir_root", "workdirs/sweep", "Root folder of the run workdirs.")
+  flags.DEFINE_bool("dry_run", False, "Print one shell line per run instead of running.")
+  flags.DEFINE_bool("collect_only", False, "Only build ROOT/results.{csv,md}.")
+
+
+def main(argv):
+  del argv
+  root = FLAGS.workdir_root
+  if FLAGS.collect_only:
+    collect(root)
+    print(f"Wrote {root}/results.csv and {root}/results.md")
+    return
+  if FLAGS.config is None:
+    raise app.UsageError("--config is required (e.g. experiments/configs/ablations.py)")
+  overrides = dict(config_flags.get_override_values(FLAGS["config"]))
+  if "seed" in overrides and "seeds=" in FLAGS.sweep:
+    raise ConfigError("give the seeds in --sweep=...;seeds=..., not as --config.seed")
+  overrides.pop("seed", None)   # Applied per run as --config.seed (default: config.seed).
+  runs = expand(config_flags.get_config_filename(FLAGS["config"]), FLAGS.config, FLAGS.sweep,
+                root)
+  if FLAGS.dry_run:
+    for run in runs:
+      print(shell_line(run, overrides))
+    return
+  failed = run_all(runs, overrides)
+  summary = collect(root)
+  print(f"Wrote {root}/results.csv and {root}/results.md ({len(summary['runs'])} runs)")
+  if failed:
+    print("Failed runs:\n" + "\n".join(r.workdir for r in failed))
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,189 @@
+"""Tests for experiments.evaluate: metrics.json against an sklearn recomputation, K override,
+roll-out fields, data without segmentations, checkpoint/config mismatch."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from datasets import registry
+from experiments import checkpointing, evaluate, setup_lib, train
+from experiments.configs import sprites
+
+T, K, EVAL_BATCH, NUM_EVAL, STEP = 3, 3, 4, 6, 7
+
+
+def tiny_config(data_dir: str):
+  """A sprites config small enough to compile quickly on a 2-core CPU (LSTM predictor and XLA
+  convolutions: they compile faster; the evaluation code does not depend on them)."""
+  c = sprites.get_config()
+  c.data.update(image_size=16, num_frames=T, num_train=4, num_eval=NUM_EVAL, data_dir=data_dir)
+  c.model.update(num_slots=K, slot_dim=4)
+  c.model.decoder.channels = (8,)
+  c.model.encoder.channels = (8,)
+  c.model.attention.update(qk_dim=8, value_dim=8)
+  c.model.refine.mlp_hidden = (16,)
+  c.model.predictor.update(kind="lstm", model_size=16, mlp_size=16, lstm_size=16)
+  c.model.conv_impl = "xla"
+  c.train.batch_size = 2
+  c.eval.update(batch_size=EVAL_BATCH, num_sequences=NUM_EVAL)
+  return c
+
+
+def make_workdir(workdir: str, config, seed: int = 42):
+  """A workdir as experiments.train leaves it (config.json + a checkpoint of the train state at
+  step STEP), with random parameters instead of trained ones (no compile of init or of the
+  train step): N(0, 1) for the decoder, so that masks vary across pixels and the segmentation
+  scores are not all equal, N(0, 0.1^2) elsewhere (no layer is zero as at initialisation).
+  Returns the saved parameters."""
+  setup_lib.save_config(config, workdir)
+  it = registry.get_iterator(config.data, "train", config.train.batch_size, seed=0, prefetch=0)
+  shapes = jax.eval_shape(setup_lib.make_model(config).init, jax.random.PRNGKey(0), next(it))
+  leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  params = jax.tree.unflatten(jax.tree.structure(shapes), [
+      (1.0 if "decoder" in jax.tree_util.keystr(path) else 0.1)
+      * jax.random.normal(key, s.shape, s.dtype) for key, (path, s) in zip(keys, leaves)])
+  state = dict(step=checkpointing.step_array(STEP), params=params,
+               opt_state=train.make_optimizer(config.train).init(params),
+               rng=jax.random.PRNGKey(1), skipped=checkpointing.step_array(0))
+  mngr = checkpointing.manager(workdir)
+  checkpointing.save(mngr, state)
+  mngr.wait_until_finished()
+  return params
+
+
+@pytest.fixture(scope="module", name="run")
+def _run(tmp_path_factory):
+  root = tmp_path_factory.mktemp("evaluate")
+  config = tiny_config(str(root / "data"))
+  workdir = str(root / "wd")
+  params = make_workdir(workdir, config)
+  result = evaluate.evaluate(setup_lib.config_for_workdir(
+      workdir, overrides={"eval.burn_in": 2, "eval.rollout_steps": 3}), workdir)
+  return dict(config=config, workdir=workdir, params=params, result=result)
+
+
+def _eval_batches(config):
+  """The eval batches as documented: episodes in order, the last batch wrapping around to the
+  start of the split; video as float in [0, 1]."""
+  source = registry.build_source(config.data, "eval")
+  num_batches = -(-NUM_EVAL // EVAL_BATCH)
+  for i, indices in enumerate((np.arange(num_batches * EVAL_BATCH) % NUM_EVAL)
+                              .reshape(num_batches, EVAL_BATCH)):
+    episodes = [source[int(j)] for j in indices]
+    yield i, dict(
+        video=np.stack([e["video"][:T] for e in episodes]).astype(np.float32) / 255.0,
+        actions=np.stack([e["actions"][:T] for e in episodes]).astype(np.float32),
+        segmentations=np.stack([e["segmentations"][:T] for e in episodes]).astype(np.int32))
+
+
+def _sklearn_reference(config, params):
+  """Per-sequence FG-ARI / ARI / MSE [N, T] and roll-out MSE at step 2, recomputed from the
+  model outputs with sklearn and NumPy."""
+  model = setup_lib.make_model(config)
+  apply = jax.jit(model.apply)
+  rollout = jax.jit(model.rollout, static_argnums=(3, 4))
+  key = jax.random.PRNGKey(config.eval.seed)
+  fg, has_fg, ari, mse, ro_mse = [], [], [], [], []
+  for i, batch in _eval_batches(config):
+    rng = jax.random.fold_in(key, i)
+    out = jax.device_get(apply(params, rng, batch))
+    ro = jax.device_get(rollout(params, jax.random.fold_in(rng, 1), batch, 2, 3))
+    pred = np.argmax(out["masks"], axis=2)                  # [B, T, H, W]
+    for b in range(EVAL_BATCH):
+      seg = batch["segmentations"][b]
+      fg.append([adjusted_rand_score(seg[t][seg[t] > 0], pred[b, t][seg[t] > 0])
+                 if (seg[t] > 0).any() else np.nan for t in range(T)])
+      has_fg.append([(seg[t] > 0).any() for t in range(T)])
+      ari.append([adjusted_rand_score(seg[t].ravel(), pred[b, t].ravel()) for t in range(T)])
+      mse.append(np.mean((np.asarray(out["recon"][b], np.float64) - batch["video"][b])**2,
+                         axis=(1, 2, 3)))
+      ro_mse.append(np.mean((ro["recon"][b, 2] - batch["video"][b, 2])**2))
+  keep = slice(0, NUM_EVAL)                                  # Drop the wrapped-around episodes.
+  return (np.array(fg)[keep], np.array(has_fg)[keep], np.array(ari)[keep], np.array(mse)[keep],
+          np.array(ro_mse)[keep])
+
+
+@pytest.fixture(scope="module", name="reference")
+def _reference(run):
+  return _sklearn_reference(run["config"], run["params"])
+
+
+def test_metrics_json_keys_and_lengths(run):
+  result = run["result"]
+  with open(os.path.join(run["workdir"], "eval", "metrics.json")) as f:
+    assert json.load(f) == result
+  assert result["step"] == STEP
+  assert result["num_sequences"] == NUM_EVAL and result["num_slots"] == K
+  assert result["data"] == "sprites" and result["num_frames"] == T
+  for key in ("fg_ari_per_step", "ari_per_step", "mse_per_step"):
+    assert len(result[key]) == T and np.all(np.isfinite(result[key])), key
+  for key in ("fg_ari", "ari", "mse"):
+    assert np.isfinite(result[key]), key
+  assert result["fg_ari"] == result["fg_ari_per_step"][-1]
+  assert result["mse"] == result["mse_per_step"][-1]
+  assert result["num_frames_without_foreground"] == 0    # sprites has 2-4 objects per frame
+
+
+def test_metrics_match_sklearn_recomputation(run, reference):
+  fg, has_fg, ari, mse, _ = reference
+  result = run["result"]
+  assert has_fg.all()
+  np.testing.assert_allclose(result["fg_ari"], fg[:, -1].mean(), atol=1e-5)
+  np.testing.assert_allclose(result["fg_ari_per_step"], fg.mean(0), atol=1e-5)
+  np.testing.assert_allclose(result["ari"], ari[:, -1].mean(), atol=1e-5)
+  np.testing.assert_allclose(result["mse_per_step"], mse.mean(0), rtol=1e-5)
+  assert len(set(np.round(fg[:, -1], 6))) > 1      # Not a degenerate (constant) score.
+
+
+def test_rollout_fields(run, reference):
+  result = run["result"]
+  # T = 3, burn-in 2, 3 predicted steps (t = 2, 3, 4): only t = 2 has ground truth.
+  assert result["rollout_burn_in"] == 2 and result["rollout_steps"] == 3
+  assert result["rollout_steps_with_ground_truth"] == 1
+  assert len(result["rollout_mse_per_step"]) == 1
+  assert len(result["rollout_fg_ari_per_step"]) == 1
+  assert np.isfinite(result["rollout_fg_ari_per_step"][0])
+  ro_mse = reference[-1]
+  np.testing.assert_allclose(result["rollout_mse_per_step"][0], ro_mse.mean(), rtol=1e-5)
+
+
+def test_num_slots_override_without_segmentations(run, monkeypatch, tmp_path):
+  """K = 5 on a model trained with K = 3; batches without masks (like Robotics Arm); more
+  sequences requested than the split has (clipped, with a warning)."""
+  build_source = registry.build_source
+
+  def without_masks(*args, **kwargs):
+    source = build_source(*args, **kwargs)
+    source.has_segmentations = False        # The batcher then leaves them out.
+    return source
+
+  monkeypatch.setattr(registry, "build_source", without_masks)
+  config = setup_lib.config_for_workdir(run["workdir"], overrides={
+      "eval.num_slots": 5, "eval.num_sequences": 100})
+  output = str(tmp_path / "k5.json")
+  result = evaluate.evaluate(config, run["workdir"], output=output)
+  assert result["num_slots"] == 5 and result["num_slots_trained"] == K
+  assert result["num_sequences"] == NUM_EVAL and result["num_sequences_requested"] == 100
+  assert result["fg_ari"] is None and result["ari"] is None
+  assert "no ground-truth segmentations" in result["fg_ari_note"]
+  assert len(result["mse_per_step"]) == T and np.all(np.isfinite(result["mse_per_step"]))
+  assert "rollout_mse_per_step" not in result
+  with open(output) as f:
+    assert json.load(f)["num_slots"] == 5
+
+
+def test_config_overrides_and_mismatch(run):
+  config = setup_lib.config_for_workdir(run["workdir"], overrides={"eval.num_slots": 4})
+  assert config.eval.num_slots == 4 and tuple(config.model.decoder.channels) == (8,)
+  with pytest.raises(ValueError, match="unknown config field"):
+    setup_lib.config_for_workdir(run["workdir"], overrides={"eval.no_such_field": 1})
+  wrong = setup_lib.config_for_workdir(run["workdir"],
+                                       overrides={"model.decoder.channels": (16,)})
+  with pytest.raises(ValueError, match="does not fit the model"):
+    evaluate.evaluate(wrong, run["workdir"], verbose=False)
+  with pytest.raises(FileNotFoundError, match="train first"):
+    evaluate.evaluate(run["config"], os.path.join(run["workdir"], "missing"), verbose=False)

@@ -1,0 +1,134 @@
+"""Tests for experiments.sweep: spec parsing, run expansion, --dry_run commands, resuming, and
+collect() tables from hand-written metrics.json files (no training)."""
+import csv
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from experiments import sweep
+from experiments.configs import ablations
+from parts_jax.config import ConfigError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ABLATIONS = "experiments/configs/ablations.py"
+
+
+def test_parse_sweep_and_split_values():
+  presets, seeds, grid = sweep.parse_sweep(
+      "presets=op3,parts; seeds=0,2 ;model.decoder.channels=(8,),(16,16);model.num_slots=5")
+  assert presets == ["op3", "parts"] and seeds == [0, 2]
+  assert grid == [("model.decoder.channels", ["(8,)", "(16,16)"]), ("model.num_slots", ["5"])]
+  assert sweep.parse_sweep("") == (None, None, [])
+  with pytest.raises(ConfigError, match="integers"):
+    sweep.parse_sweep("seeds=a")
+  with pytest.raises(ConfigError, match="NAME=V1"):
+    sweep.parse_sweep("presets")
+
+
+def test_expand_runs_and_workdirs():
+  config = ablations.get_config("parts,room3d")
+  runs = sweep.expand(f"{ABLATIONS}:parts,room3d", config,
+                      "presets=op3,parts;seeds=0,1;model.num_slots=5,7", "/r")
+  assert len(runs) == 2 * 2 * 2
+  assert [(r.preset, r.grid["model.num_slots"], r.seed) for r in runs[:4]] == [
+      ("op3", "5", 0), ("op3", "5", 1), ("op3", "7", 0), ("op3", "7", 1)]
+  assert runs[0].config_arg == f"{ABLATIONS}:op3,room3d"     # The dataset is kept.
+  assert runs[0].workdir == "/r/op3/model.num_slots=5/seed0"
+  plain = sweep.expand(f"{ABLATIONS}:op3", ablations.get_config("op3"), "seeds=3", "/r")
+  assert [(r.preset, r.seed, r.workdir) for r in plain] == [("op3", 3, "/r/op3/seed3")]
+  with pytest.raises(ConfigError, match="not presets"):
+    sweep.expand(ABLATIONS, config, "presets=nope", "/r")
+  with pytest.raises(ConfigError, match="not a config field"):
+    sweep.expand(ABLATIONS, config, "model.no_such=1", "/r")
+
+
+def test_dry_run_cli_prints_commands(tmp_path):
+  root = str(tmp_path / "sw")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.sweep", f"--config={ABLATIONS}",
+       "--sweep=presets=s_iodine,parts;seeds=0,1", f"--workdir_root={root}", "--dry_run",
+       "--config.train.num_steps=2000", "--config.model.decoder.channels=(8,)"],
+      cwd=REPO, capture_output=True, text=True, check=True,
+      env=dict(os.environ, PYTHONPATH=REPO, JAX_PLATFORMS="cpu"))
+  lines = proc.stdout.strip().splitlines()
+  assert len(lines) == 4
+  common = ["--config.train.num_steps=2000", "--config.model.decoder.channels=(8,)"]
+  for line, (preset, seed) in zip(lines, [("s_iodine", 0), ("s_iodine", 1), ("parts", 0),
+                                          ("parts", 1)]):
+    args = [f"--config={ABLATIONS}:{preset}", f"--workdir={root}/{preset}/seed{seed}",
+            f"--config.seed={seed}"] + common
+    train, evaluate = line.split(" && ")
+    assert shlex.split(train) == ["python", "-m", "experiments.train"] + args
+    assert shlex.split(evaluate) == ["python", "-m", "experiments.evaluate"] + args
+  assert not os.path.exists(root)      # A dry run writes nothing.
+
+
+def test_run_all_skips_evaluated_runs(tmp_path, monkeypatch):
+  runs = sweep.expand(ABLATIONS, ablations.get_config("parts"), "seeds=0,1", str(tmp_path))
+  os.makedirs(os.path.join(runs[0].workdir, "eval"))
+  with open(sweep.metrics_path(runs[0].workdir), "w") as f:
+    f.write("{}")
+  called = []
+
+  class Done:
+    returncode = 0
+
+  monkeypatch.setattr(sweep.subprocess, "run", lambda argv, check: called.append(argv) or Done)
+  assert sweep.run_all(runs, {"train.num_steps": 5}) == []
+  # Only seed 1 runs: train, then evaluate, with the override.
+  assert [a[2] for a in called] == ["experiments.train", "experiments.evaluate"]
+  assert all(f"--workdir={runs[1].workdir}" in a and "--config.train.num_steps=5" in a
+             for a in called)
+
+
+def _write_metrics(root, rel, **values):
+  os.makedirs(os.path.join(root, rel, "eval"))
+  with open(os.path.join(root, rel, "eval", "metrics.json"), "w") as f:
+    json.dump(dict(step=100, num_sequences=64, **values), f)
+
+
+def test_collect_tables(tmp_path):
+  root = str(tmp_path)
+  _write_metrics(root, "parts/seed0", preset="parts", seed=0, fg_ari=0.70, ari=0.5, mse=0.002)
+  _write_metrics(root, "parts/seed1", preset="parts", seed=1, fg_ari=0.72, ari=0.6, mse=0.004)
+  _write_metrics(root, "parts/seed2", preset="parts", seed=2, fg_ari=0.77, ari=0.7, mse=0.003)
+  _write_metrics(root, "op3/seed0", preset="op3", seed=0, fg_ari=0.40, ari=0.3, mse=0.005)
+  _write_metrics(root, "arm/seed0", preset="arm", seed=0, fg_ari=None, ari=None, mse=0.01)
+  tables = sweep.collect(root)
+  groups = {g["group"]: g for g in tables["groups"]}
+  assert sorted(groups) == ["arm", "op3", "parts"] and len(tables["runs"]) == 5
+  # Hand-computed: mean(0.70, 0.72, 0.77) = 0.73; population variance
+  # ((-0.03)^2 + (-0.01)^2 + 0.04^2) / 3 = 0.0026 / 3.
+  assert groups["parts"]["fg_ari"] == pytest.approx(0.73)
+  assert groups["parts"]["fg_ari_std"] == pytest.approx((0.0026 / 3) ** 0.5)
+  assert groups["parts"]["mse"] == pytest.approx(0.003)
+  assert groups["parts"]["mse_std"] == pytest.approx((2e-6 / 3) ** 0.5)
+  assert groups["op3"]["fg_ari"] == pytest.approx(0.40) and groups["op3"]["fg_ari_std"] == 0.0
+  assert groups["arm"]["fg_ari"] is None and groups["arm"]["fg_ari_n"] == 0
+
+  with open(os.path.join(root, "results.csv")) as f:
+    rows = list(csv.DictReader(f))
+  assert [r["kind"] for r in rows] == ["run"] * 5 + ["mean_std"] * 3
+  summary = {r["group"]: r for r in rows if r["kind"] == "mean_std"}
+  assert float(summary["parts"]["fg_ari"]) == pytest.approx(0.73)
+  assert float(summary["parts"]["fg_ari_std"]) == pytest.approx(0.029439, abs=1e-6)
+  assert summary["parts"]["num_runs"] == "3" and summary["parts"]["seed"] == "0 1 2"
+  run_rows = [r for r in rows if r["kind"] == "run"]
+  assert [r["run"] for r in run_rows] == ["arm/seed0", "op3/seed0", "parts/seed0",
+                                          "parts/seed1", "parts/seed2"]
+
+  with open(os.path.join(root, "results.md")) as f:
+    markdown = f.read()
+  assert "| parts | parts | 3 | 0.7300 ± 0.0294 | 0.6000 ± 0.0816 | 0.00300 ± 0.00082 |" \
+      in markdown
+  assert "| op3/seed0 | op3 | 0 | 100 | 0.4000 | 0.3000 | 0.00500 |" in markdown
+  assert "| arm | arm | 1 | n/a | n/a | 0.01000 ± 0.00000 |" in markdown
+
+
+def test_collect_without_results(tmp_path):
+  with pytest.raises(FileNotFoundError, match="metrics.json"):
+    sweep.collect(str(tmp_path))
