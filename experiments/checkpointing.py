@@ -61,6 +61,11 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   if step is None:
     raise FileNotFoundError(f"no checkpoint in {directory}: train first with python -m "
                             f"experiments.train --workdir={workdir}")
+  problems = _shape_mismatches(directory, step, params)
+  if problems:
+    raise ValueError(f"checkpoint {directory}/{step} does not fit the model built from the "
+                     f"config ({len(problems)} parameters differ: {'; '.join(problems[:4])}); "
+                     "build the model from the run's own config (WORKDIR/config.json)")
   sharding = sharding or jax.sharding.SingleDeviceSharding(jax.devices()[0])
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           dict(step=step_array(0), params=params))
@@ -74,3 +79,17 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
                      "the run's own config (WORKDIR/config.json)") from e
   tree = jax.tree.structure(params)
   return jax.tree.unflatten(tree, jax.tree.leaves(restored["params"])), int(restored["step"])
+
+
+def _shape_mismatches(directory: str, step: int, params: Any):
+  """'name: model shape vs checkpoint shape' for every parameter of `params` that the checkpoint
+  lacks or stores with another shape (read from the checkpoint's metadata only)."""
+  meta = ocp.CheckpointManager(directory, item_handlers=ocp.StandardCheckpointHandler())
+  saved = getattr(meta.item_metadata(step), "tree", None)
+  if not isinstance(saved, dict) or "params" not in saved:
+    return []   # Unknown layout: let the restore itself check.
+  shapes = lambda tree: {jax.tree_util.keystr(path): tuple(leaf.shape) for path, leaf
+                         in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  want, have = shapes(params), shapes(saved["params"])
+  return [f"{name}: model {shape} vs checkpoint {have.get(name, 'missing')}"
+          for name, shape in sorted(want.items()) if have.get(name) != shape]

@@ -4,9 +4,10 @@ r"""Evaluates a trained PARTS run on the eval split: FG-ARI, ARI and MSE per ste
       [--config.eval.num_slots=K] [--config.eval.burn_in=4 --config.eval.rollout_steps=15]
 
 The run's own config, DIR/config.json, is used (the model must match the checkpoint); the
---config.x=y flags given on the command line are applied on top of it, so --config only names
-the config schema (it is used as is when DIR has no config.json). Restores the latest checkpoint
-of DIR and writes DIR/eval/metrics.json (or --output):
+--config.x=y flags given on the command line are applied on top of it, so --config (default
+experiments/configs/sprites.py) only gives the field names, and is used as the config only when
+DIR has no config.json. Restores the latest checkpoint of DIR and writes DIR/eval/metrics.json
+(or --output):
 
   step                        checkpoint step
   fg_ari                      mean over sequences of the last frame's FG-ARI (the paper's ARI-F);
@@ -45,6 +46,8 @@ from experiments import setup_lib
 from parts_jax import metrics
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                              "sprites.py")
 
 
 def make_eval_step(model, num_true: int, burn_in: int, rollout_steps: int):
@@ -140,7 +143,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
       _check_ids(batch, ec.max_ids, it.source.origin)
       out = _to_host(eval_step(params, jax.random.fold_in(key, i),
                                setup_lib.global_batch(batch, data_sharding)))
-      keep = ec.batch_size   # The last batch may overrun.
+      keep = min(ec.batch_size, num - i * ec.batch_size)   # The last batch may overrun.
       parts.append({name: value[:keep] for name, value in out.items()})
       line = (f"eval batch {i + 1}/{num_batches} | mse(last) "
               f"{np.mean(np.concatenate([p['mse'][:, -1] for p in parts])):.5f}")
@@ -206,8 +209,9 @@ def _rollout_summary(outs, burn_in: int, rollout_steps: int) -> Dict[str, Any]:
 
 
 def define_flags() -> None:
-  config_flags.DEFINE_config_file("config", None, "Experiment config file (schema for the "
-                                  "--config.x=y overrides; used when DIR has no config.json).")
+  config_flags.DEFINE_config_file(
+      "config", DEFAULT_CONFIG, "Experiment config file: only the schema of the --config.x=y "
+      "overrides when WORKDIR/config.json exists, else the config.")
   flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
   flags.DEFINE_string("output", None, "Output JSON (default: WORKDIR/eval/metrics.json).")
   flags.mark_flags_as_required(["workdir"])
@@ -215,7 +219,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  overrides = config_flags.get_override_values(FLAGS["config"]) if FLAGS.config else {}
+  overrides = config_flags.get_override_values(FLAGS["config"])
   config = setup_lib.config_for_workdir(FLAGS.workdir, FLAGS.config, overrides)
   evaluate(config, FLAGS.workdir, FLAGS.output)
 

@@ -104,12 +104,13 @@ def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict]
   else:
     config = ml_collections.ConfigDict(config.to_dict())
   for path, value in (overrides or {}).items():
-    node, *keys = config, *path.split(".")
-    for key in keys[:-1]:
-      node = node[key]
-    if keys[-1] not in node:
+    *parents, field = path.split(".")
+    node = config
+    for key in parents:
+      node = node.get(key) if isinstance(node, ml_collections.ConfigDict) else None
+    if not isinstance(node, ml_collections.ConfigDict) or field not in node:
       raise ConfigError(f"unknown config field {path!r} in the overrides")
-    node[keys[-1]] = value
+    node[field] = value
   return config
 
 

@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from datasets import registry
 from experiments import checkpointing, setup_lib
+from experiments.trainer import NonFiniteError, TrainStep, make_eval_step, make_optimizer  # pylint: disable=unused-import
 from parts_jax import metrics, visualize
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
@@ -35,112 +36,6 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False,
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 1, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index.")
-
-
-def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """RMSProp with global-norm clipping (section 4) and a linear warm-up."""
-  lr = optax.linear_schedule(0.0, train_config.learning_rate,
-                             max(train_config.warmup_steps, 1))
-  return optax.chain(
-      optax.clip_by_global_norm(train_config.grad_clip_norm),
-      optax.rmsprop(lr, decay=train_config.rmsprop_decay, eps=train_config.rmsprop_eps))
-
-
-class NonFiniteError(FloatingPointError):
-  """NaN or Inf in the loss or gradients."""
-
-
-def _sums(outs) -> Dict[str, jnp.ndarray]:
-  """Sums over time and batch of the per-frame terms (time-major or batch-major alike)."""
-  return {k: jnp.sum(outs[k]) for k in ("elbo", "kl", "nll", "mse")}
-
-
-class TrainStep:
-  """(state, batch) -> (state, scalars); state = dict(step, params, opt_state, rng, skipped).
-
-  Gradients come from one jitted value_and_grad over the whole sequence ("scan"/"unroll"), or
-  from the truncation windows run one after another ("windows", see
-  parts_jax.config.resolve_lowering): the window gradients add up to the whole sequence's
-  truncated-BPTT gradient. Then one jitted RMSProp update.
-  """
-
-  def __init__(self, model, optimizer, skip_nonfinite: bool):
-    self.model = model
-    self.optimizer = optimizer
-    self.skip_nonfinite = skip_nonfinite
-    self._update = jax.jit(self._update_fn, static_argnums=(3,), donate_argnums=(0, 1))
-    self._full = jax.jit(self._full_grads)
-    self._prepare = jax.jit(lambda state, batch: model.step_inputs(
-        jax.random.fold_in(state["rng"], state["step"]), batch))
-    self._window = jax.jit(self._window_grads, static_argnums=(3,))
-
-  def _full_grads(self, state, batch):
-    rng = jax.random.fold_in(state["rng"], state["step"])
-
-    def loss_fn(params):
-      out = self.model.apply(params, rng, batch)
-      return out["loss"], _sums(out)
-
-    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"])
-    return grads, sums
-
-  def _window_grads(self, params, carry, xs, num_steps):
-    (_, (carry, outs)), grads = jax.value_and_grad(self.model.window_loss, has_aux=True)(
-        params, carry, xs, num_steps)
-    return grads, carry, _sums(outs)
-
-  def grads(self, state, batch):
-    """(grads, sums of elbo/kl/nll/mse over B and T) for one batch."""
-    if self.model.time_loop != "windows":
-      return self._full(state, batch)
-    carry, xs = self._prepare(state, batch)
-    num_steps = xs.x.shape[0]
-    length = self.model.window_length(num_steps)
-    grads = sums = None
-    for t0 in range(0, num_steps, length):
-      window = jax.tree.map(lambda a: a[t0:t0 + length], xs)
-      g, carry, s = self._window(state["params"], carry, window, num_steps)
-      grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
-      sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
-    return grads, sums
-
-  def _update_fn(self, state, grads, sums, num_frames):
-    loss = -sums["elbo"] / num_frames
-    grad_norm = optax.global_norm(grads)
-    updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    if self.skip_nonfinite:
-      keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-      params = keep(params, state["params"])
-      opt_state = keep(opt_state, state["opt_state"])
-    new_state = dict(step=state["step"] + 1, params=params, opt_state=opt_state,
-                     rng=state["rng"], skipped=state["skipped"] + (1 - finite.astype(jnp.int32)))
-    scalars = dict(loss=loss, elbo=sums["elbo"] / num_frames, kl=sums["kl"] / num_frames,
-                   nll=sums["nll"] / num_frames, mse=sums["mse"] / num_frames,
-                   grad_norm=grad_norm, loss_finite=jnp.isfinite(loss),
-                   grads_finite=jnp.isfinite(grad_norm))
-    return new_state, scalars
-
-  def __call__(self, state, batch):
-    grads, sums = self.grads(state, batch)
-    b, t = batch["video"].shape[:2]
-    return self._update(state, grads, sums, b * t)
-
-
-def make_eval_step(model, max_ids: int):
-  """(params, rng, batch) -> outputs with per-frame FG-ARI, for the held-out batch."""
-
-  def eval_step(params, rng, batch):
-    out = model.apply(params, rng, batch)
-    result = dict(recon=out["recon"], masks=out["masks"], components=out["components"],
-                  attention=out["attention"], mse=out["mse"], loss=out["loss"])
-    if "segmentations" in batch:
-      result["fg_ari"], result["has_fg"] = metrics.fg_ari_per_frame(
-          batch["segmentations"], out["masks"], num_true=max_ids)
-    return result
-
-  return eval_step
 
 
 class _Logger:
@@ -208,7 +103,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   eval_iter = registry.get_iterator(config.data, "eval", config.eval.batch_size,
                                     seed=config.eval.seed, process_index=pidx,
                                     process_count=pcount, shuffle=False)
-  eval_batch = setup_lib.global_batch(next(eval_iter), data_sharding)
+  eval_local = next(eval_iter)  # This process's share (process 0 holds example 0, the figure).
+  eval_batch = setup_lib.global_batch(eval_local, data_sharding)
   eval_iter.close()
 
   first = next(train_iter)
@@ -223,7 +119,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   state = jax.device_put(state, replicated)
 
   train_step = TrainStep(model, optimizer, tc.skip_nonfinite)
-  eval_step = jax.jit(make_eval_step(model, config.eval.max_ids))
+  # Replicated outputs: with several processes, every process can read them.
+  eval_step = jax.jit(make_eval_step(model, config.eval.max_ids), out_shardings=replicated)
 
   stop = {"signal": None}
 
@@ -255,7 +152,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
         values["train/steps_per_s"] = rate
         values["train/skipped_steps"] = float(_host(state["skipped"]))
         if step % tc.eval_every == 0 or step == tc.num_steps:
-          values.update(_evaluate_held_out(eval_step, state["params"], eval_batch, log, step))
+          values.update(_evaluate_held_out(eval_step, state["params"], eval_batch, log, step,
+                                           eval_local))
         log.scalars(step, values)
         log.progress(step, values, rate)
       if step % tc.checkpoint_every == 0 or step == tc.num_steps:
@@ -275,15 +173,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   return state
 
 
-def _evaluate_held_out(eval_step, params, batch, log: _Logger, step: int) -> Dict[str, float]:
+def _evaluate_held_out(eval_step, params, batch, log: _Logger, step: int,
+                       local_batch=None) -> Dict[str, float]:
+  """Held-out scalars; the figure shows example 0 of `local_batch` (this process's share of
+  `batch` as NumPy, default `batch`)."""
   out = _host(eval_step(params, jax.random.PRNGKey(0), batch))
   values = {"eval/mse": float(np.mean(out["mse"])), "eval/loss": float(out["loss"])}
   if "fg_ari" in out:
     summary = metrics.summarize_fg_ari(out["fg_ari"], out["has_fg"])
     if summary["fg_ari"] is not None:
       values["eval/fg_ari"] = float(summary["fg_ari"])
-  video = np.asarray(jax.device_get(batch["video"]))[0]
-  seg = batch.get("segmentations")
+  local_batch = batch if local_batch is None else local_batch
+  video = np.asarray(jax.device_get(local_batch["video"]))[0]
+  seg = local_batch.get("segmentations")
   image = visualize.segmentation_figure(
       video, out["recon"][0], out["masks"][0], out["components"][0],
       None if seg is None else np.asarray(jax.device_get(seg))[0])

@@ -4,8 +4,8 @@ r"""Figures of a trained PARTS run (paper Figs 5-9), written under WORKDIR/figur
       prior|all [--other_workdir=DIR2] [--sequence=0] [--config=... --config.x=y]
 
 Like experiments.evaluate, the run's DIR/config.json is used with the --config.x=y overrides on
-top (--config itself is only needed for the overrides, or for a workdir without config.json);
-the same overrides apply to --other_workdir. The figures show eval sequence --sequence (episode
+top (--config, default experiments/configs/sprites.py, gives their field names, and is the
+config only for a workdir without config.json); the same overrides apply to --other_workdir. The figures show eval sequence --sequence (episode
 index in the eval split); the model noise key is PRNGKey(config.eval.seed).
 
   segmentation  segmentation_seq<i>.png: input, reconstruction, predicted and true segmentation,
@@ -48,6 +48,8 @@ from experiments import setup_lib
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
+DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
+                              "sprites.py")
 FIGURES = ("segmentation", "attention", "traversal", "rollout", "prior")
 PRIOR_SHOWN_STEPS = (0, 1, 3, 7, 15, 31)
 
@@ -65,11 +67,14 @@ class Run:
   rng: jax.Array
   _outputs: Optional[Dict[str, np.ndarray]] = None
 
+  def __post_init__(self):
+    self.apply = jax.jit(self.model.apply)   # One compiled function per input shape.
+
   @property
   def outputs(self) -> Dict[str, np.ndarray]:
     """model.apply on the sequence (computed once); arrays without the batch axis."""
     if self._outputs is None:
-      out = jax.jit(self.model.apply)(self.params, self.rng, self.batch)
+      out = self.apply(self.params, self.rng, self.batch)
       self._outputs = {k: np.asarray(v)[0] for k, v in out.items() if np.ndim(v)}
     return self._outputs
 
@@ -188,12 +193,14 @@ def rollout(run: Run, out_dir: str, burn_in: int = 0, rollout_steps: int = 0) ->
 def static_unroll(run: Run, frame: np.ndarray, steps: int) -> Dict[str, np.ndarray]:
   """The run's model on `frame` [H, W, 3] repeated `steps` times with zero actions, refining at
   every step (model.burn_in set to 0). Returns apply's outputs without the batch axis."""
-  config = ml_collections.ConfigDict(run.config.to_dict())
-  config.model.burn_in = 0
-  model = setup_lib.make_model(config, config.eval.num_slots)
+  apply = run.apply
+  if run.config.model.burn_in:
+    config = ml_collections.ConfigDict(run.config.to_dict())
+    config.model.burn_in = 0
+    apply = jax.jit(setup_lib.make_model(config, config.eval.num_slots).apply)
   batch = dict(video=np.repeat(frame[None, None], steps, axis=1),
                actions=np.zeros((1, steps, run.batch["actions"].shape[-1]), np.float32))
-  out = jax.jit(model.apply)(run.params, run.rng, batch)
+  out = apply(run.params, run.rng, batch)
   return {k: np.asarray(v)[0] for k, v in out.items() if np.ndim(v)}
 
 
@@ -264,8 +271,9 @@ def make_figures(what: str, workdir: str, other_workdir: Optional[str] = None,
 
 
 def define_flags() -> None:
-  config_flags.DEFINE_config_file("config", None, "Experiment config file (schema for the "
-                                  "--config.x=y overrides; used when DIR has no config.json).")
+  config_flags.DEFINE_config_file(
+      "config", DEFAULT_CONFIG, "Experiment config file: only the schema of the --config.x=y "
+      "overrides when WORKDIR/config.json exists, else the config.")
   flags.DEFINE_string("workdir", None, "Training workdir.")
   flags.DEFINE_enum("what", "all", FIGURES + ("all",), "Which figure(s).")
   flags.DEFINE_string("other_workdir", None, "Second run for --what=prior.")
@@ -285,7 +293,7 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  overrides = config_flags.get_override_values(FLAGS["config"]) if FLAGS.config else {}
+  overrides = config_flags.get_override_values(FLAGS["config"])
   paths = make_figures(
       FLAGS.what, FLAGS.workdir, FLAGS.other_workdir, FLAGS.config, overrides, FLAGS.sequence,
       FLAGS.out_dir, slot=FLAGS.slot, dims=[int(d) for d in FLAGS.dims],

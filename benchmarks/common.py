@@ -1,0 +1,59 @@
+"""Shared pieces of the benchmarks: a synthetic batch, a train state, a matmul peak, timing."""
+import resource
+import time
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import setup_lib
+from experiments import trainer as train
+
+
+def synthetic_batch(config, batch_size=None, num_frames=None) -> Dict[str, np.ndarray]:
+  rng = np.random.default_rng(0)
+  b = batch_size or config.train.batch_size
+  t = num_frames or config.data.num_frames
+  s = config.data.image_size
+  return dict(video=rng.uniform(0, 1, (b, t, s, s, 3)).astype(np.float32),
+              actions=rng.normal(size=(b, t, 2)).astype(np.float32))
+
+
+def train_setup(config, batch):
+  model = setup_lib.make_model(config)
+  optimizer = train.make_optimizer(config.train)
+  params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
+  state = dict(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
+               rng=jax.random.PRNGKey(1), skipped=jnp.int32(0))
+  return model, optimizer, state
+
+
+def median_time(fn: Callable[[], object], repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return float(np.median(times))
+
+
+def matmul_peak_flops(n: int = 2048, repeats: int = 10) -> float:
+  """Measured float32 FLOP/s of a jitted n x n matmul in this process."""
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  f = jax.jit(lambda x: x @ x)
+  jax.block_until_ready(f(a))
+  best = min(median_time(lambda: f(a), 1) for _ in range(repeats))
+  return 2 * n ** 3 / best
+
+
+def compiled_flops(jitted, *args, static=()) -> float:
+  """XLA's FLOP count of one call (a loop body is counted once, so only use loop-free code)."""
+  cost = jitted.lower(*args).compile().cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0]
+  return float(cost.get("flops", 0.0))
+
+
+def peak_rss_bytes() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,91 @@
+r"""One fresh-process measurement of the train step, printed as JSON (used by the other
+benchmarks, which run it in subprocesses so that compile caches and peak RSS start clean).
+
+  python -m benchmarks.measure_once --config=experiments/configs/sprites.py --num_frames=16 \
+      --batch_size=8 --steps=3
+
+compile_s: tracing + XLA compilation time (ahead-of-time `lower().compile()`) of every jitted
+program one train step runs, measured first in a fresh process. xla_bytes: the largest argument + output + temporary bytes XLA's
+memory analysis reports over the step's compiled programs. peak_rss: the process's peak RSS.
+"""
+import json
+import time
+
+from absl import app, flags
+import jax
+from ml_collections import config_flags
+
+from benchmarks import common
+from experiments import trainer
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/sprites.py", "Config.")
+_T = flags.DEFINE_integer("num_frames", 8, "Sequence length T.")
+_B = flags.DEFINE_integer("batch_size", 8, "Global batch size.")
+_STEPS = flags.DEFINE_integer("steps", 3, "Timed steady-state steps.")
+
+
+def _xla_bytes(step, state, batch) -> int:
+  """Peak bytes (arguments + outputs + temporaries) over the step's compiled programs."""
+  sizes = []
+
+  def add(jitted, *args):
+    m = jitted.lower(*args).compile().memory_analysis()
+    sizes.append(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+  grads, sums = step.grads(state, batch)
+  if step.model.time_loop == "windows":
+    carry, xs = step._prepare(state, batch)  # pylint: disable=protected-access
+    t = xs.x.shape[0]
+    length = step.model.window_length(t)
+    add(step._window, state["params"], carry, jax.tree.map(lambda a: a[:length], xs), t)  # pylint: disable=protected-access
+  else:
+    add(step._full, state, batch)  # pylint: disable=protected-access
+  b, t = batch["video"].shape[:2]
+  add(jax.jit(step._update_fn, static_argnums=(3,)), state, grads, sums, b * t)  # pylint: disable=protected-access
+  return max(sizes)
+
+
+def _compile_seconds(step, state, batch) -> float:
+  """Trace + compile time of the programs of one train step (distinct shapes only)."""
+  t0 = time.perf_counter()
+  if step.model.time_loop == "windows":
+    carry, xs = step._prepare.lower(state, batch).compile()(state, batch)  # pylint: disable=protected-access
+    t = xs.x.shape[0]
+    length = step.model.window_length(t)
+    lengths = {min(length, t - t0) for t0 in range(0, t, length)}
+    for n in sorted(lengths):
+      window = jax.tree.map(lambda a, n=n: a[:n], xs)
+      step._window.lower(state["params"], carry, window, t).compile()  # pylint: disable=protected-access
+  else:
+    step._full.lower(state, batch).compile()  # pylint: disable=protected-access
+  grads = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state["params"])
+  sums = {k: jax.ShapeDtypeStruct((), "float32") for k in ("elbo", "kl", "nll", "mse")}
+  b, t = batch["video"].shape[:2]
+  jax.jit(step._update_fn, static_argnums=(3,)).lower(state, grads, sums, b * t).compile()  # pylint: disable=protected-access
+  return time.perf_counter() - t0
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  batch = common.synthetic_batch(config, _B.value, _T.value)
+  model, optimizer, state = common.train_setup(config, batch)
+  step = trainer.TrainStep(model, optimizer, False)
+  holder = {"state": state}
+
+  def run():
+    holder["state"], scalars = step(holder["state"], batch)
+    return scalars
+
+  compile_s = _compile_seconds(step, state, batch)
+  jax.block_until_ready(run())
+  step_s = common.median_time(run, _STEPS.value)
+  print(json.dumps(dict(
+      num_frames=_T.value, batch_size=_B.value, devices=jax.device_count(),
+      time_loop=model.time_loop, conv_impl=model.conv_impl, step_s=step_s,
+      steps_per_s=1.0 / step_s, compile_s=compile_s,
+      xla_bytes=_xla_bytes(step, holder["state"], batch), peak_rss=common.peak_rss_bytes())))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,101 @@
+r"""Train-step speed, true FLOPs and MFU on this machine. Prints one JSON object.
+
+  python -m benchmarks.train_step --config=experiments/configs/sprites.py [--config.model.time_loop=scan]
+
+flops_per_step counts every time step: for the "windows" lowering the window programs are
+loop-free (their XLA cost analysis is exact) and are counted once per window; for "scan" (whose
+loop body XLA counts once) the same model is costed with the loop unrolled. peak_flops is a
+jitted 2048x2048 float32 matmul measured in the same process; mfu = flops_per_step / step_s /
+peak_flops. flops_share estimates where the FLOPs go (module forward cost x passes: the decoder
+runs forward, backward for dL/dlambda, and backward for the parameters).
+"""
+import json
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+
+from benchmarks import common
+from experiments import trainer as train
+from parts_jax import distributions
+
+_CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/sprites.py", "Config.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compile).")
+
+
+def true_flops(model, step: train.TrainStep, state, batch) -> float:
+  if model.time_loop == "windows":
+    carry, xs = step._prepare(state, batch)  # pylint: disable=protected-access
+    t = xs.x.shape[0]
+    length = model.window_length(t)
+    total = 0.0
+    for t0 in range(0, t, length):
+      window = jax.tree.map(lambda a: a[t0:t0 + length], xs)
+      total += common.compiled_flops(step._window, state["params"], carry, window, t)  # pylint: disable=protected-access
+  else:
+    cfg = model.config.copy_and_resolve_references()
+    cfg.time_loop, cfg.conv_impl = "unroll", model.conv_impl
+    unrolled = train.TrainStep(type(model)(cfg), step.optimizer, False)
+    total = common.compiled_flops(unrolled._full, state, batch)  # pylint: disable=protected-access
+  grads, sums = step.grads(state, batch)
+  b, t = batch["video"].shape[:2]
+  update = jax.jit(step._update_fn, static_argnums=(3,))  # pylint: disable=protected-access
+  return total + common.compiled_flops(update, state, grads, sums, b * t)
+
+
+def flops_share(model, state, batch):
+  """Forward FLOPs per module x passes through it, as fractions of their sum."""
+  params = state["params"]
+  b, t = batch["video"].shape[:2]
+  k, d = model.config.num_slots, model.config.slot_dim
+  lam = jnp.zeros((b, k, 2 * d))
+  x = jnp.asarray(batch["video"][:, 0])
+  a = jnp.asarray(batch["actions"][:, 0]) if model.config.use_actions else jnp.zeros((b, 0))
+  z = distributions.split_lambda(lam)[0]
+  means, logits = model.decode_fn(params, z)
+  loglik = jnp.zeros(x.shape[:3])
+  log_masks = jax.nn.log_softmax(logits, axis=1)
+  state0 = tuple(jnp.zeros((b, k, model.config.predictor.lstm_size)) for _ in range(2))
+  dec = common.compiled_flops(jax.jit(model.decode_fn), params, z)
+  ref = common.compiled_flops(jax.jit(model.refine_fn), params, lam, x, a, lam, loglik,
+                              log_masks, means)
+  pred = common.compiled_flops(jax.jit(model.predict_fn), params, lam, a, state0)
+  n = model.config.num_refine_steps
+  costs = {"decoder (fwd + dL/dlambda + param grads)": dec * n * 4,
+           "refiner: encoder CNN + slot attention + MLP (fwd + grads)": ref * n * 3,
+           "predictor (fwd + grads)": pred * 3}
+  total = sum(costs.values())
+  return {name: round(c / total, 3) for name, c in sorted(costs.items(), key=lambda i: -i[1])}
+
+
+def main(argv):
+  del argv
+  config = _CONFIG.value
+  batch = common.synthetic_batch(config)
+  model, optimizer, state = common.train_setup(config, batch)
+  step = train.TrainStep(model, optimizer, False)
+  holder = {"state": state}
+
+  def run():
+    holder["state"], scalars = step(holder["state"], batch)
+    return scalars
+
+  for _ in range(_WARMUP.value):
+    jax.block_until_ready(run())
+  step_s = common.median_time(run, _STEPS.value)
+  flops = true_flops(model, step, holder["state"], batch)
+  peak = common.matmul_peak_flops()
+  b, t = batch["video"].shape[:2]
+  print(json.dumps(dict(
+      config=config.data.name, time_loop=model.time_loop, conv_impl=model.conv_impl,
+      batch_size=b, num_frames=t, image_size=config.data.image_size,
+      num_slots=config.model.num_slots, devices=jax.device_count(),
+      backend=jax.default_backend(), step_s=step_s, frames_per_s=b * t / step_s,
+      flops_per_step=flops, achieved_flops=flops / step_s, peak_flops=peak,
+      mfu=flops / step_s / peak, flops_share=flops_share(model, holder["state"], batch))))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,291 @@
+"""Training end to end: a run stopped and restarted with a larger num_steps resumes at the right
+step and logs to TensorBoard and metrics.jsonl; every experiment config builds a model whose
+parameters initialise with the shapes its config implies.
+
+Also the helpers of tests/test_reliability.py and tests/test_multiprocess.py: the tiny config,
+`python -m experiments.train` in a subprocess (optionally with test hooks, see DRIVER), and a
+persistent XLA compilation cache shared by all subprocesses of the test session (on a 2-core
+CPU the first run compiles for ~25 s, later runs of the same config take ~7 s).
+"""
+import glob
+import importlib
+import json
+import os
+import struct
+import subprocess
+import sys
+from typing import Dict, List, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from experiments import setup_lib
+from experiments.configs import ablations
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = (
+    "--config=experiments/configs/sprites.py",
+    "--config.data.image_size=16", "--config.data.num_frames=4",
+    "--config.model.decoder.channels=(8,)", "--config.model.encoder.channels=(8,)",
+    "--config.model.num_slots=3", "--config.model.slot_dim=4",
+    "--config.model.predictor.model_size=16", "--config.model.predictor.mlp_size=16",
+    "--config.model.predictor.lstm_size=16", "--config.model.refine.mlp_hidden=(16,)",
+    "--config.model.attention.qk_dim=8", "--config.model.attention.value_dim=8",
+    "--config.train.batch_size=2", "--config.data.num_train=16", "--config.data.num_eval=4",
+    "--config.eval.batch_size=2")
+
+# `python -c DRIVER <flags>` runs experiments.train's main with hooks set by environment
+# variables (see `env`): SLEEP (seconds after each step, so that a kill lands mid-run), NAN
+# ("3:grads,5:loss": NaN in the gradients / loss of those steps, counting from 1 as the log
+# does), KILL_IN_SAVE (SIGKILL while orbax commits checkpoint N: its files are written, the
+# rename that completes it is not done), DUMP (write this process's copy of the final params
+# to an .npz, keyed like `flat`).
+DRIVER = r'''
+import os, signal, time
+import jax, jax.numpy as jnp, numpy as np
+from absl import app
+from experiments import train
+
+hook = lambda name: os.environ.get("PARTS_TEST_" + name)
+if hook("SLEEP"):
+  call = train.TrainStep.__call__
+  def slow_call(self, state, batch):
+    out = call(self, state, batch)
+    time.sleep(float(hook("SLEEP")))
+    return out
+  train.TrainStep.__call__ = slow_call
+if hook("NAN"):
+  nan_at = dict(item.split(":") for item in hook("NAN").split(","))
+  grads = train.TrainStep.grads
+  def nan_grads(self, state, batch):
+    g, sums = grads(self, state, batch)
+    what = nan_at.get(str(int(state["step"]) + 1))
+    if what == "grads":
+      g = jax.tree.map(lambda x: x * jnp.nan, g)
+    elif what == "loss":
+      sums = dict(sums, elbo=sums["elbo"] * jnp.nan)
+    return g, sums
+  train.TrainStep.grads = nan_grads
+if hook("KILL_IN_SAVE"):
+  from orbax.checkpoint._src.path import atomicity
+  finalize = atomicity.AtomicRenameTemporaryPath.finalize
+  async def killing_finalize(self):
+    if self._final_path.name == hook("KILL_IN_SAVE"):
+      os.kill(os.getpid(), signal.SIGKILL)
+    return await finalize(self)
+  atomicity.AtomicRenameTemporaryPath.finalize = killing_finalize
+if hook("DUMP"):
+  run = train.train_and_evaluate
+  def run_and_dump(config, workdir):
+    state = run(config, workdir)
+    leaves = jax.tree_util.tree_flatten_with_path(dict(params=state["params"]))[0]
+    np.savez(hook("DUMP"), **{jax.tree_util.keystr(p): np.asarray(x.addressable_data(0))
+                              for p, x in leaves})
+    return state
+  train.train_and_evaluate = run_and_dump
+app.run(train.main)
+'''
+
+
+def session_dir(tmp_path_factory, name: str) -> str:
+  """A directory shared by all tests of the session (compilation cache, sprites data)."""
+  path = tmp_path_factory.getbasetemp() / name
+  path.mkdir(exist_ok=True)
+  return str(path)
+
+
+def env(tmp_path_factory, xla_flags: Optional[str] = None, **hooks) -> Dict[str, str]:
+  """Subprocess environment: CPU, the shared compilation cache, DRIVER hooks."""
+  e = {k: v for k, v in os.environ.items()
+       if not k.startswith("PARTS_TEST_") and k != "XLA_FLAGS"}
+  e.update(JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+           JAX_COMPILATION_CACHE_DIR=session_dir(tmp_path_factory, "jax_cache"),
+           PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
+  if xla_flags:
+    e["XLA_FLAGS"] = xla_flags
+  e.update({f"PARTS_TEST_{k.upper()}": str(v) for k, v in hooks.items()})
+  return e
+
+
+def train_args(tmp_path_factory, workdir, num_steps: int, **overrides) -> List[str]:
+  """Flags of a tiny sprites run (data shared by the session) plus --config.<k>=<v>."""
+  data_dir = session_dir(tmp_path_factory, "sprites_data")
+  return [*TINY_FLAGS, f"--workdir={workdir}", f"--config.data.data_dir={data_dir}",
+          f"--config.train.num_steps={num_steps}",
+          *[f"--config.{k.replace('__', '.')}={v}" for k, v in overrides.items()]]
+
+
+def start(args: List[str], environ: Dict[str, str], log_file: str,
+          driver: bool = False) -> subprocess.Popen:
+  """Starts `python -m experiments.train ARGS` (or the hook DRIVER), output to log_file."""
+  cmd = [sys.executable, *(["-c", DRIVER] if driver else ["-m", "experiments.train"]), *args]
+  with open(log_file, "ab") as log:
+    return subprocess.Popen(cmd, cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT)
+
+
+def finish(proc: subprocess.Popen, log_file: str, timeout: float = 240) -> str:
+  """Waits for proc (killing it after `timeout` s); returns the log."""
+  try:
+    proc.wait(timeout)
+  except subprocess.TimeoutExpired:
+    proc.kill()
+    proc.wait()
+  with open(log_file) as f:
+    return f.read()
+
+
+def run(args, environ, log_file, driver: bool = False, timeout: float = 240):
+  """(returncode, log) of a finished run."""
+  proc = start(args, environ, log_file, driver)
+  text = finish(proc, log_file, timeout)
+  return proc.returncode, text
+
+
+def console(log: str) -> str:
+  """The log without absl/orbax INFO and WARNING lines."""
+  return "\n".join(l for l in log.splitlines() if not l[:1] in "IW" or not l[1:5].isdigit())
+
+
+def flat(tree) -> Dict[str, np.ndarray]:
+  return {jax.tree_util.keystr(p): np.asarray(x)
+          for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def checkpoint_steps(workdir) -> List[int]:
+  return list(ocp.CheckpointManager(os.path.join(workdir, "checkpoints")).all_steps())
+
+
+def load_checkpoint(workdir, step: Optional[int] = None) -> Dict[str, np.ndarray]:
+  """The saved train state (latest or `step`) as {key path: array}, read with orbax alone."""
+  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  step = mngr.latest_step() if step is None else step
+  return flat(mngr.restore(step, args=ocp.args.StandardRestore()))
+
+
+def params_of(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+  return {k: v for k, v in state.items() if k.startswith("['params']")}
+
+
+def metrics_lines(workdir) -> List[dict]:
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def tensorboard_scalars(workdir) -> Dict[str, Dict[int, float]]:
+  """{tag: {step: value}} from every event file of workdir/tb (TFRecord framing parsed here)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(os.path.join(workdir, "tb", "events.out.tfevents.*"))):
+    with open(path, "rb") as f:
+      data = f.read()
+    i = 0
+    while i < len(data):  # uint64 length, uint32 crc, payload, uint32 crc
+      (length,) = struct.unpack("<Q", data[i:i + 8])
+      event = event_pb2.Event.FromString(data[i + 12:i + 12 + length])
+      i += 12 + length + 4
+      for v in event.summary.value:
+        if v.WhichOneof("value") == "simple_value":
+          out.setdefault(v.tag, {})[event.step] = v.simple_value
+  return out
+
+
+def test_resume_with_more_steps_and_logs(tmp_path_factory, tmp_path):
+  workdir = str(tmp_path / "run")
+  environ = env(tmp_path_factory)
+  log = str(tmp_path / "log.txt")
+  code, text = run(train_args(tmp_path_factory, workdir, 10, train__checkpoint_every=5,
+                              train__log_every=5), environ, log)
+  assert code == 0, console(text)[-3000:]
+  assert "Resuming" not in text
+  assert checkpoint_steps(workdir) == [5, 10]
+
+  code, text = run(train_args(tmp_path_factory, workdir, 15, train__checkpoint_every=5,
+                              train__log_every=5), environ, log)
+  text = text.split("Resuming", 1)[-1]
+  assert code == 0, console(text)[-3000:]
+  assert text.startswith(" from checkpoint at step 10\n")
+  assert checkpoint_steps(workdir) == [5, 10, 15]
+  state = load_checkpoint(workdir)
+  assert state["['step']"] == 15
+  # The learning-rate schedule's counter went on from the restored 10 (a fresh start: 5).
+  counts = [v for k, v in state.items() if k.startswith("['opt_state']") and "count" in k]
+  assert counts and all(c == 15 for c in counts), counts
+
+  lines = metrics_lines(workdir)
+  assert [l["step"] for l in lines] == [5, 10, 15]
+  scalars = tensorboard_scalars(workdir)
+  for tag in ("train/loss", "train/kl", "train/mse", "train/grad_norm", "train/skipped_steps"):
+    assert sorted(scalars[tag]) == [5, 10, 15], tag
+    for line in lines:
+      np.testing.assert_allclose(scalars[tag][line["step"]], line[tag], rtol=1e-6)
+  assert sorted(scalars["eval/mse"]) == [10, 15]  # the held-out batch, at the end of each run
+  assert all(np.isfinite(l["train/loss"]) and l["train/skipped_steps"] == 0 for l in lines)
+
+
+# Action dimension of each dataset (playroom: user data, any A; robotics_arm: 7, paper).
+ACTION_DIMS = {"sprites": 2, "room3d": 3, "npz": 3, "movi": 0, "clevrer": 0}
+CONFIGS = (["sprites", "room3d", "playroom", "clevrer", "robotics_arm", "movi"]
+           + [f"ablations:{p}" for p in ablations.PRESETS] + ["ablations:op3,room3d"])
+
+
+def load_config(name: str):
+  if name.startswith("ablations:"):
+    return ablations.get_config(name.split(":", 1)[1])
+  return importlib.import_module(f"experiments.configs.{name}").get_config()
+
+
+def zero_batch(config, batch_size: int = 2):
+  t, s = config.data.num_frames, config.data.image_size
+  a = config.data.get("action_dim", ACTION_DIMS[config.data.name])
+  return {"video": np.zeros((batch_size, t, s, s, 3), np.float32),
+          "actions": np.zeros((batch_size, t, a), np.float32)}
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_builds_and_initialises(name):
+  config = load_config(name)
+  setup_lib.check_config(config)
+  m = config.model
+  batch = zero_batch(config)
+  params = jax.eval_shape(setup_lib.make_model(config).init, jax.random.PRNGKey(0), batch)
+  shapes = {k: {n: x.shape for n, x in v.items()} for k, v in params.items()}
+  d, a = m.slot_dim, batch["actions"].shape[-1]
+  # Shapes the config implies: the decoder maps a D-dim slot to RGB + mask logit (4
+  # channels) through len(channels) + 1 convolutions; refinement and predictor output
+  # lambda = (mu, log sigma) in R^{2D}; the LSTM has 4 gates.
+  decoder = sorted(k for k in shapes if k.startswith("decoder/cnn/conv_"))
+  assert len(decoder) == len(m.decoder.channels) + 1
+  assert shapes["decoder/cnn/conv_0"]["w"][2:] == (d, m.decoder.channels[0])
+  assert shapes[decoder[-1]]["w"][3] == 4
+  assert shapes["refiner/refine_mlp/output"]["w"] == (m.refine.mlp_hidden[-1], 2 * d)
+  assert shapes["predictor/output"]["w"][1] == 2 * d
+  assert shapes["predictor/slot_lstm/linear"]["b"] == (4 * m.predictor.lstm_size,)
+  assert shapes["predictor/embed"]["w"][0] == 2 * d + (a if m.use_actions else 0)
+  # The variant switches: slot attention or an IODINE-style refiner, transformer blocks.
+  assert any("slot_attention" in k for k in shapes) == m.slot_attention
+  blocks = {k.split("/")[1] for k in shapes if k.startswith("predictor/block_")}
+  expected = m.predictor.num_layers if m.predictor.kind == "transformer_lstm" else 0
+  assert len(blocks) == expected
+  if name == "sprites":  # The CPU default: a real initialisation, as the trainer does it.
+    real = jax.jit(setup_lib.make_model(config).init)(jax.random.PRNGKey(0), batch)
+    assert jax.tree.map(lambda x: (x.shape, x.dtype), real) == jax.tree.map(
+        lambda x: (x.shape, x.dtype), params)
+    leaves = jax.tree.leaves(real)
+    assert all(np.isfinite(np.asarray(x)).all() for x in leaves)
+    # Random weights, except the output layers of the two residual updates (zero: the first
+    # refinement and prediction keep lambda).
+    zero = {k for k, v in real.items() if "w" in v and not np.asarray(v["w"]).std() > 0}
+    assert zero == {"refiner/refine_mlp/output", "predictor/output"}
+
+
+def test_parameters_do_not_depend_on_num_slots():
+  config = load_config("sprites")
+  shapes = []
+  for k in (2, 9):
+    config.model.num_slots = k
+    params = jax.eval_shape(setup_lib.make_model(config).init, jax.random.PRNGKey(0),
+                            zero_batch(config))
+    shapes.append(jax.tree.map(lambda x: x.shape, params))
+  assert shapes[0] == shapes[1]
