@@ -7,6 +7,7 @@ from parts_jax import get_model_config
 def tiny_model_config(**overrides):
   c = get_model_config()
   c.image_size = (8, 8)
+  c.time_loop = "scan"   # the jax.lax.scan design; test_model compares it with the others
   c.num_slots = 3
   c.slot_dim = 4
   c.decoder.channels = (8,)

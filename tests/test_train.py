@@ -7,10 +7,12 @@ Also the helpers of tests/test_reliability.py and tests/test_multiprocess.py: th
 persistent XLA compilation cache shared by all subprocesses of the test session (on a 2-core
 CPU the first run compiles for ~25 s, later runs of the same config take ~7 s).
 """
+import atexit
 import glob
 import importlib
 import json
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -96,15 +98,17 @@ def session_dir(tmp_path_factory, name: str) -> str:
   return str(path)
 
 
-def env(tmp_path_factory, xla_flags: Optional[str] = None, **hooks) -> Dict[str, str]:
+# Halves XLA:CPU compile times (the runs are tiny); every run of the tests uses it.
+XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def env(tmp_path_factory, xla_flags: str = "", **hooks) -> Dict[str, str]:
   """Subprocess environment: CPU, the shared compilation cache, DRIVER hooks."""
-  e = {k: v for k, v in os.environ.items()
-       if not k.startswith("PARTS_TEST_") and k != "XLA_FLAGS"}
+  e = {k: v for k, v in os.environ.items() if not k.startswith("PARTS_TEST_")}
   e.update(JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
            JAX_COMPILATION_CACHE_DIR=session_dir(tmp_path_factory, "jax_cache"),
-           PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-  if xla_flags:
-    e["XLA_FLAGS"] = xla_flags
+           PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
+           XLA_FLAGS=f"{XLA_FLAGS} {xla_flags}".strip())
   e.update({f"PARTS_TEST_{k.upper()}": str(v) for k, v in hooks.items()})
   return e
 
@@ -159,9 +163,13 @@ def checkpoint_steps(workdir) -> List[int]:
 
 def load_checkpoint(workdir, step: Optional[int] = None) -> Dict[str, np.ndarray]:
   """The saved train state (latest or `step`) as {key path: array}, read with orbax alone."""
-  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"))
+  mngr = ocp.CheckpointManager(os.path.join(workdir, "checkpoints"),
+                               item_handlers=ocp.StandardCheckpointHandler())
   step = mngr.latest_step() if step is None else step
-  return flat(mngr.restore(step, args=ocp.args.StandardRestore()))
+  device = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+                        mngr.item_metadata(step).tree)  # (Also for multi-process checkpoints.)
+  return flat(mngr.restore(step, args=ocp.args.StandardRestore(target)))
 
 
 def params_of(state: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -191,37 +199,83 @@ def tensorboard_scalars(workdir) -> Dict[str, Dict[int, float]]:
   return out
 
 
+# The reference run: NUM_STEPS uninterrupted steps, checkpoint every 2 steps (all kept), a log
+# line per step. Resumed, killed and multi-process runs use the same flags.
+NUM_STEPS = 12
+RUN = dict(train__checkpoint_every=2, train__max_checkpoints=20, train__log_every=1)
+
+
+_REFERENCE = {}  # workdir -> the running reference process
+
+
+@atexit.register
+def _stop_reference():  # (A test failed before waiting for it.)
+  for proc in _REFERENCE.values():
+    proc.kill()
+
+
+def start_reference(tmp_path_factory) -> str:
+  """Starts the reference run (once per test session) unless it is running or done."""
+  workdir = os.path.join(session_dir(tmp_path_factory, "reference"), "run")
+  if workdir not in _REFERENCE and not os.path.exists(os.path.join(workdir, "done")):
+    shutil.rmtree(workdir, ignore_errors=True)
+    _REFERENCE[workdir] = start(train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN),
+                                env(tmp_path_factory), workdir + ".log")
+  return workdir
+
+
+def reference_run(tmp_path_factory) -> str:
+  """The workdir of the finished reference run."""
+  workdir = start_reference(tmp_path_factory)
+  if workdir in _REFERENCE:
+    proc = _REFERENCE.pop(workdir)
+    log = finish(proc, workdir + ".log")
+    assert proc.returncode == 0, console(log)[-3000:]
+    assert checkpoint_steps(workdir) == list(range(2, NUM_STEPS + 1, 2))
+    open(os.path.join(workdir, "done"), "w").close()
+  return workdir
+
+
+def assert_same_arrays(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> None:
+  assert sorted(a) == sorted(b)
+  different = [k for k in a if not np.array_equal(a[k], b[k])]
+  assert not different, f"{len(different)} of {len(a)} arrays differ, e.g. {different[:3]}"
+
+
 def test_resume_with_more_steps_and_logs(tmp_path_factory, tmp_path):
-  workdir = str(tmp_path / "run")
+  workdir, log = str(tmp_path / "run"), str(tmp_path / "log.txt")
   environ = env(tmp_path_factory)
-  log = str(tmp_path / "log.txt")
-  code, text = run(train_args(tmp_path_factory, workdir, 10, train__checkpoint_every=5,
-                              train__log_every=5), environ, log)
+  start_reference(tmp_path_factory)  # Runs alongside.
+  code, text = run(train_args(tmp_path_factory, workdir, 6, **RUN), environ, log)
   assert code == 0, console(text)[-3000:]
   assert "Resuming" not in text
-  assert checkpoint_steps(workdir) == [5, 10]
+  assert checkpoint_steps(workdir) == [2, 4, 6]
 
-  code, text = run(train_args(tmp_path_factory, workdir, 15, train__checkpoint_every=5,
-                              train__log_every=5), environ, log)
+  code, text = run(train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN), environ, log)
   text = text.split("Resuming", 1)[-1]
   assert code == 0, console(text)[-3000:]
-  assert text.startswith(" from checkpoint at step 10\n")
-  assert checkpoint_steps(workdir) == [5, 10, 15]
+  assert text.startswith(" from checkpoint at step 6\n")
+  assert checkpoint_steps(workdir) == list(range(2, NUM_STEPS + 1, 2))
   state = load_checkpoint(workdir)
-  assert state["['step']"] == 15
-  # The learning-rate schedule's counter went on from the restored 10 (a fresh start: 5).
+  assert state["['step']"] == NUM_STEPS
+  # The learning-rate schedule's counter (in the optimizer state) went on from the restored 6.
   counts = [v for k, v in state.items() if k.startswith("['opt_state']") and "count" in k]
-  assert counts and all(c == 15 for c in counts), counts
+  assert counts and all(c == NUM_STEPS for c in counts), counts
+  # 6 + 6 steps end exactly where 12 uninterrupted steps end (params, optimizer, RNG).
+  assert_same_arrays(state, load_checkpoint(reference_run(tmp_path_factory)))
 
   lines = metrics_lines(workdir)
-  assert [l["step"] for l in lines] == [5, 10, 15]
+  steps = list(range(1, NUM_STEPS + 1))
+  assert [l["step"] for l in lines] == steps  # Each step once: the rerun did only 7..12.
   scalars = tensorboard_scalars(workdir)
   for tag in ("train/loss", "train/kl", "train/mse", "train/grad_norm", "train/skipped_steps"):
-    assert sorted(scalars[tag]) == [5, 10, 15], tag
+    assert sorted(scalars[tag]) == steps, tag
     for line in lines:
       np.testing.assert_allclose(scalars[tag][line["step"]], line[tag], rtol=1e-6)
-  assert sorted(scalars["eval/mse"]) == [10, 15]  # the held-out batch, at the end of each run
+  assert sorted(scalars["eval/mse"]) == [6, NUM_STEPS]  # held-out batch, at each run's end
   assert all(np.isfinite(l["train/loss"]) and l["train/skipped_steps"] == 0 for l in lines)
+  reference = metrics_lines(reference_run(tmp_path_factory))
+  assert [l["train/loss"] for l in lines] == [l["train/loss"] for l in reference]
 
 
 # Action dimension of each dataset (playroom: user data, any A; robotics_arm: 7, paper).
