@@ -20,13 +20,21 @@ def synthetic_batch(config, batch_size=None, num_frames=None) -> Dict[str, np.nd
               actions=rng.normal(size=(b, t, 2)).astype(np.float32))
 
 
-def train_setup(config, batch):
-  model = setup_lib.make_model(config)
-  optimizer = train.make_optimizer(config.train)
-  params = jax.jit(model.init)(jax.random.PRNGKey(0), batch)
-  state = dict(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
-               rng=jax.random.PRNGKey(1), skipped=jnp.int32(0))
-  return model, optimizer, state
+class StepRunner:
+  """A model, its TrainStep and a train state that each call() advances by one step."""
+
+  def __init__(self, config, batch):
+    self.batch = batch
+    self.model = setup_lib.make_model(config)
+    optimizer = train.make_optimizer(config.train)
+    params = jax.jit(self.model.init)(jax.random.PRNGKey(0), batch)
+    self.state = dict(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
+                      rng=jax.random.PRNGKey(1), skipped=jnp.int32(0))
+    self.step = train.TrainStep(self.model, optimizer, False)
+
+  def __call__(self):
+    self.state, scalars = self.step(self.state, self.batch)
+    return scalars
 
 
 def median_time(fn: Callable[[], object], repeats: int) -> float:

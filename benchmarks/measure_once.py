@@ -16,7 +16,6 @@ import jax
 from ml_collections import config_flags
 
 from benchmarks import common
-from experiments import trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "experiments/configs/sprites.py", "Config.")
 _T = flags.DEFINE_integer("num_frames", 8, "Sequence length T.")
@@ -69,22 +68,16 @@ def main(argv):
   del argv
   config = _CONFIG.value
   batch = common.synthetic_batch(config, _B.value, _T.value)
-  model, optimizer, state = common.train_setup(config, batch)
-  step = trainer.TrainStep(model, optimizer, False)
-  holder = {"state": state}
-
-  def run():
-    holder["state"], scalars = step(holder["state"], batch)
-    return scalars
-
-  compile_s = _compile_seconds(step, state, batch)
+  run = common.StepRunner(config, batch)
+  model, step = run.model, run.step
+  compile_s = _compile_seconds(step, run.state, batch)
   jax.block_until_ready(run())
   step_s = common.median_time(run, _STEPS.value)
   print(json.dumps(dict(
       num_frames=_T.value, batch_size=_B.value, devices=jax.device_count(),
       time_loop=model.time_loop, conv_impl=model.conv_impl, step_s=step_s,
       steps_per_s=1.0 / step_s, compile_s=compile_s,
-      xla_bytes=_xla_bytes(step, holder["state"], batch), peak_rss=common.peak_rss_bytes())))
+      xla_bytes=_xla_bytes(step, run.state, batch), peak_rss=common.peak_rss_bytes())))
 
 
 if __name__ == "__main__":

@@ -74,18 +74,12 @@ def main(argv):
   del argv
   config = _CONFIG.value
   batch = common.synthetic_batch(config)
-  model, optimizer, state = common.train_setup(config, batch)
-  step = train.TrainStep(model, optimizer, False)
-  holder = {"state": state}
-
-  def run():
-    holder["state"], scalars = step(holder["state"], batch)
-    return scalars
-
+  run = common.StepRunner(config, batch)
+  model, step = run.model, run.step
   for _ in range(_WARMUP.value):
     jax.block_until_ready(run())
   step_s = common.median_time(run, _STEPS.value)
-  flops = true_flops(model, step, holder["state"], batch)
+  flops = true_flops(model, step, run.state, batch)
   peak = common.matmul_peak_flops()
   b, t = batch["video"].shape[:2]
   print(json.dumps(dict(
@@ -94,7 +88,7 @@ def main(argv):
       num_slots=config.model.num_slots, devices=jax.device_count(),
       backend=jax.default_backend(), step_s=step_s, frames_per_s=b * t / step_s,
       flops_per_step=flops, achieved_flops=flops / step_s, peak_flops=peak,
-      mfu=flops / step_s / peak, flops_share=flops_share(model, holder["state"], batch))))
+      mfu=flops / step_s / peak, flops_share=flops_share(model, run.state, batch))))
 
 
 if __name__ == "__main__":

@@ -17,16 +17,16 @@ from typing import Any, Dict
 
 from absl import app, flags, logging
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from ml_collections import config_flags
 
 from datasets import registry
+from datasets.base import DataError
 from experiments import checkpointing, setup_lib
 from experiments.trainer import NonFiniteError, TrainStep, make_eval_step, make_optimizer  # pylint: disable=unused-import
 from parts_jax import metrics, visualize
+from parts_jax.config import ConfigError
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Experiment config file.",
                                           lock_config=True)
@@ -204,7 +204,10 @@ def main(argv):
   print(f"JAX {jax.__version__}: {jax.process_count()} process(es), "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices "
         f"({jax.default_backend()})", flush=True)
-  train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except (ConfigError, DataError) as e:   # A user error: one line, no traceback.
+    raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

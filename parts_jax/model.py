@@ -16,7 +16,7 @@ N(lambda_t^0) and the loss is the ELBO of the refined lambda_t^N, which is decod
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
-from typing import Any, Dict, NamedTuple, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Tuple
 
 import chex
 import haiku as hk

@@ -10,7 +10,7 @@ Two variants, chosen by `model.slot_attention`:
         log-likelihood, coordinates) through a strided CNN, pooled, then an MLP with
         concat[lambda_k, grad_k, a_{t-1}].
 """
-from typing import Sequence, Tuple
+from typing import Sequence
 
 import chex
 import haiku as hk
