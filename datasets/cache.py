@@ -178,16 +178,32 @@ def build_cached(generator_name: str, params: Dict[str, object],
       _write_shard(os.path.join(path, shard["dir"]), features, examples())
     bar.close()
 
+  marker = os.path.join(path, MARKER)
+  recorded = _recorded_sizes(marker)
+  written = {s["dir"] for s in todo}
   for shard in shards:
+    if shard["dir"] not in written and shard["dir"] in recorded:
+      # Keep the sizes recorded when the shard was written: a file truncated or deleted
+      # since then must fail CachedSource's size check, not be re-recorded as it is now.
+      shard["sizes"] = recorded[shard["dir"]]
+      continue
     files = glob.glob(os.path.join(path, shard["dir"], _BUILDER, _VERSION,
                                    "*.array_record-*"))
     shard["sizes"] = {os.path.basename(f): os.path.getsize(f) for f in files}
-  marker = os.path.join(path, MARKER)
   text = json.dumps({"generator": generator_name, "split": split,
                      "num_episodes": num_episodes, "shards": shards}, indent=1)
   if not os.path.exists(marker) or open(marker).read() != text:
     _write_atomic(marker, text)  # (Not rewritten: the cache may be read-only.)
   return path
+
+
+def _recorded_sizes(marker: str) -> Dict[str, Dict[str, int]]:
+  """Shard dir -> file sizes from an existing, readable marker ({} if none or garbled)."""
+  try:
+    with open(marker) as f:
+      return {s["dir"]: s["sizes"] for s in json.load(f)["shards"] if s.get("sizes")}
+  except (OSError, ValueError, KeyError, TypeError):
+    return {}
 
 
 def _tmp_suffix() -> str:

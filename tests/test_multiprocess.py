@@ -1,7 +1,6 @@
 """Multi-process data-parallel training: two processes on 127.0.0.1 (jax.distributed, CPU
 collectives over gloo, one CPU device each) train on the same global batches as one process and
 end with the same parameters."""
-import os
 import socket
 import time
 
@@ -56,10 +55,13 @@ def test_two_processes_match_one(tmp_path_factory, tmp_path):
   assert_same_arrays(on_0, params_of(load_checkpoint(workdir)))
   one = params_of(load_checkpoint(reference_run(tmp_path_factory)))
   assert sorted(one) == sorted(on_0)
-  for k in one:  # The same global batches: equal up to the order of float reductions.
-    np.testing.assert_allclose(on_0[k], one[k], rtol=1e-4, atol=1e-6, err_msg=k)
+  for k in one:  # The same global batches: equal up to the order of float reductions
+    # (measured: max |difference| ~3e-11 after 12 steps).
+    np.testing.assert_allclose(on_0[k], one[k], rtol=1e-6, atol=1e-8, err_msg=k)
   reference = metrics_lines(reference_run(tmp_path_factory))
   np.testing.assert_allclose([l["train/loss"] for l in metrics_lines(workdir)],
                              [l["train/loss"] for l in reference], rtol=1e-5)
   differ = sum(not np.array_equal(on_0[k], one[k]) for k in one)
-  print(f"{differ} of {len(one)} parameter arrays differ bitwise from the one-process run")
+  worst = max(float(np.max(np.abs(on_0[k] - one[k]))) for k in one)
+  print(f"2 processes vs 1: {differ} of {len(one)} parameter arrays differ bitwise, "
+        f"max |difference| {worst:.2g}")

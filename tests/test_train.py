@@ -3,9 +3,10 @@ step and logs to TensorBoard and metrics.jsonl; every experiment config builds a
 parameters initialise with the shapes its config implies.
 
 Also the helpers of tests/test_reliability.py and tests/test_multiprocess.py: the tiny config,
-`python -m experiments.train` in a subprocess (optionally with test hooks, see DRIVER), and a
-persistent XLA compilation cache shared by all subprocesses of the test session (on a 2-core
-CPU the first run compiles for ~25 s, later runs of the same config take ~7 s).
+`python -m experiments.train` in a subprocess (optionally with test hooks, see DRIVER), the
+uninterrupted reference run they compare with, and a persistent XLA compilation cache shared by
+all subprocesses of the test session (on a 2-core CPU the first run takes ~11 s, later runs of
+the same config ~5 s).
 """
 import atexit
 import glob
