@@ -70,8 +70,10 @@ def shape_stamp(shape: str, radius: float) -> np.ndarray:
   return mask
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-  """Smooth muted [size, size, 3] uint8 canvas: two octaves of upsampled noise."""
+def _background(rng: np.random.Generator, size: int,
+                amplitude_scale: float = 1.0) -> np.ndarray:
+  """Smooth muted [size, size, 3] uint8 canvas: two octaves of upsampled noise, their
+  contrast scaled by `amplitude_scale` (0 gives a flat colour)."""
   base_colour = rng.uniform(BG_MIN + 24, BG_MAX - 24, size=3)
   canvas = np.zeros((size, size, 3))
   for cells, amplitude in ((4, 40.0), (12, 16.0)):
@@ -81,7 +83,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     frac = coords - i0
     # Bilinear interpolation, rows then columns.
     rows = grid[i0] * (1 - frac)[:, None, None] + grid[i0 + 1] * frac[:, None, None]
-    canvas += amplitude * (rows[:, i0] * (1 - frac)[None, :, None] +
+    canvas += amplitude_scale * amplitude * (rows[:, i0] * (1 - frac)[None, :, None] +
                            rows[:, i0 + 1] * frac[None, :, None])
   return np.clip(np.rint(base_colour + canvas), BG_MIN, BG_MAX).astype(np.uint8)
 
@@ -113,6 +115,7 @@ def generate_episode(rng: np.random.Generator, *, num_frames: int = 16,
                      min_radius: Optional[float] = None,
                      max_radius: Optional[float] = None,
                      shapes: Sequence[str] = SHAPES,
+                     background_amplitude: float = 1.0,
                      return_info: bool = False):
   """One sprites episode (all randomness from `rng`).
 
@@ -129,6 +132,7 @@ def generate_episode(rng: np.random.Generator, *, num_frames: int = 16,
     min_radius, max_radius: sprite radius range in pixels (default 0.08 and
       0.18 * image_size).
     shapes: sprite shapes to draw from (subset of SHAPES).
+    background_amplitude: contrast of the background texture (1 = default, 0 = flat).
     return_info: also return the scene (for tests and debugging).
 
   Returns:
@@ -153,7 +157,7 @@ def generate_episode(rng: np.random.Generator, *, num_frames: int = 16,
   max_radius = 0.18 * image_size if max_radius is None else max_radius
 
   # Scene.
-  background = _background(rng, world)
+  background = _background(rng, world, background_amplitude)
   num = int(rng.integers(min_objects, max_objects + 1))
   colours = _colours(rng, num)
   names = [shapes[i] for i in rng.integers(0, len(shapes), size=num)]
@@ -224,7 +228,8 @@ def episode_params(data_config) -> Dict[str, object]:
       max_speed=get("max_speed", None),
       min_radius=get("min_radius", None),
       max_radius=get("max_radius", None),
-      shapes=tuple(get("shapes", SHAPES)))
+      shapes=tuple(get("shapes", SHAPES)),
+      background_amplitude=float(get("background_amplitude", 1.0)))
 
 
 def make_episode(seed: int, split_id: int, index: int, **params) -> base.Episode:
