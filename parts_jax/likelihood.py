@@ -50,3 +50,8 @@ def mixture_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.
   component_loglik = component_log_likelihood(x, means, sigma_x)    # [B, K, H, W]
   loglik = jax.nn.logsumexp(log_masks + component_loglik, axis=1)   # [B, H, W]
   return loglik, log_masks
+
+
+def mixture_mean(masks: jnp.ndarray, means: jnp.ndarray) -> jnp.ndarray:
+  """The reconstruction sum_k m_k C_k: masks [B,K,H,W], means [B,K,H,W,3] -> [B,H,W,3]."""
+  return jnp.sum(masks[..., None] * means, axis=1)

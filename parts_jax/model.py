@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from parts_jax import config as config_lib
-from parts_jax import distributions, elbo, layers
+from parts_jax import distributions, elbo, layers, likelihood
 from parts_jax.decoder import SoftSpatialBroadcastDecoder
 from parts_jax.predictor import Predictor
 from parts_jax.refinement import make_refiner
@@ -125,8 +125,8 @@ class PARTS:
     "components" [B,K,H,W,3]."""
     chex.assert_rank(z, 3)
     means, mask_logits = self.decode_fn(params, z)
-    masks = jax.nn.softmax(mask_logits, axis=1)
-    return dict(recon=jnp.sum(masks[..., None] * means, axis=1), masks=masks, components=means)
+    masks = likelihood.masks_from_logits(mask_logits)
+    return dict(recon=likelihood.mixture_mean(masks, means), masks=masks, components=means)
 
   def negative_elbo(self, params: Params, x: jnp.ndarray, lam: jnp.ndarray, eps: jnp.ndarray,
                     prior_lam: Optional[jnp.ndarray] = None):
@@ -186,7 +186,7 @@ class PARTS:
       decoded = [self.negative_elbo(params, inputs.x, lam, eps, prior_lam)[1]]
     fe, means = decoded[-1]
     masks = jnp.exp(fe.log_masks)
-    recon = jnp.sum(masks[..., None] * means, axis=1)
+    recon = likelihood.mixture_mean(masks, means)
     outputs = dict(
         elbo=jnp.mean(jnp.stack([d[0].elbo for d in decoded]), axis=0),
         kl=jnp.mean(jnp.stack([d[0].kl for d in decoded]), axis=0),
