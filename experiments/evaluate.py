@@ -21,6 +21,11 @@ DIR has no config.json. Restores the latest checkpoint of DIR and writes DIR/eva
                               rollout_steps frames from actions alone (section 4.2);
                               rollout_{mse,fg_ari}_per_step cover the predicted steps that have
                               ground truth (t = burn_in .. T-1); later steps have none.
+  static_*                    with eval.static_steps = S > 0 (Fig 7): the first frame of each
+                              sequence repeated S times with zero actions, refined at every step;
+                              static_{fg_ari,ari,mse,kl}_per_step (S values) and their last
+                              values static_fg_ari, static_ari, static_mse, static_kl (KL: against
+                              the prior the model uses, fixed or predictive, nats per frame).
 
 The first config.eval.num_sequences episodes of the eval split are used, in order; when the split
 has fewer, all of them are used and a warning is printed (num_sequences < num_sequences_requested
@@ -44,6 +49,7 @@ from ml_collections import config_flags
 from datasets import base, registry
 from experiments import setup_lib
 from parts_jax import metrics
+from parts_jax.config import ConfigError
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
@@ -76,6 +82,40 @@ def make_eval_step(model, num_true: int, burn_in: int, rollout_steps: int):
     return result
 
   return eval_step
+
+
+def make_static_step(model, num_true: int):
+  """(params, carry, xs [1, ...], segs [B, H, W]) -> (carry, metrics [B]): one step of the static
+  unroll. Run from the host one step at a time, so compile time does not grow with S."""
+
+  def static_step(params, carry, xs, segs):
+    carry, out = model.run(params, carry, xs, scan=False)
+    out = jax.tree.map(lambda a: a[0], out)                   # [1, B, ...] -> [B, ...]
+    result = dict(mse=out["mse"], kl=out["kl"])
+    if segs is not None:
+      seg = _segmentation_metrics(segs[:, None], out["masks"][:, None], num_true)
+      result.update({k: v[:, 0] for k, v in seg.items()})
+    return carry, result
+
+  return static_step
+
+
+def static_unroll(model, static_step, params, rng, batch, steps: int) -> Dict[str, jnp.ndarray]:
+  """Fig 7: frame 0 of every sequence repeated `steps` times with zero actions, refined at every
+  step. Returns metrics [B, steps] (mse, kl; fg_ari, has_fg, ari with segmentations). The same
+  as `model.apply(params, rng, static batch)` step for step (tests/test_evaluate.py)."""
+  static = dict(video=jnp.repeat(batch["video"][:, :1], steps, axis=1))
+  if batch.get("actions") is not None:
+    a = batch["actions"]
+    static["actions"] = jnp.zeros((a.shape[0], steps, a.shape[-1]), a.dtype)
+  segs = batch.get("segmentations")
+  segs = None if segs is None else segs[:, 0]
+  carry, xs = model.step_inputs(rng, static, refine_all=True)
+  per_step = []
+  for s in range(steps):
+    carry, m = static_step(params, carry, jax.tree.map(lambda a: a[s:s + 1], xs), segs)
+    per_step.append(m)
+  return jax.tree.map(lambda *a: jnp.stack(a, axis=1), *per_step)
 
 
 def _segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:
@@ -132,6 +172,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     burn_in, rollout_steps = int(ec.burn_in), int(ec.rollout_steps)
     eval_step = jax.jit(make_eval_step(model, ec.max_ids, burn_in, rollout_steps),
                         in_shardings=(replicated, replicated, data_sharding))
+    static_steps = int(ec.get("static_steps", 0))
+    if static_steps < 0:
+      raise ConfigError(f"config.eval.static_steps must be >= 0, got {static_steps}")
+    static_step = jax.jit(make_static_step(model, ec.max_ids)) if static_steps else None
     num_batches = math.ceil(num / ec.batch_size)
     say(f"Evaluating {workdir} (step {step}, K={k}) on {num} sequences of "
         f"{config.data.name!r} in {num_batches} batches of {ec.batch_size}", flush=True)
@@ -141,8 +185,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
       if i:
         batch = next(it)
       _check_ids(batch, ec.max_ids, it.source.origin)
-      out = _to_host(eval_step(params, jax.random.fold_in(key, i),
-                               setup_lib.global_batch(batch, data_sharding)))
+      gbatch = setup_lib.global_batch(batch, data_sharding)
+      out = eval_step(params, jax.random.fold_in(key, i), gbatch)
+      if static_steps:
+        static = static_unroll(model, static_step, params,
+                               jax.random.fold_in(jax.random.fold_in(key, i), 2),
+                               gbatch, static_steps)
+        out.update({f"static_{k}": v for k, v in static.items()})
+      out = _to_host(out)
       keep = min(ec.batch_size, num - i * ec.batch_size)   # The last batch may overrun.
       parts.append({name: value[:keep] for name, value in out.items()})
       line = (f"eval batch {i + 1}/{num_batches} | mse(last) "
@@ -172,6 +222,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
                   fg_ari_note=f"dataset {config.data.name!r} has no ground-truth segmentations")
   if burn_in > 0:
     result.update(_rollout_summary(outs, burn_in, rollout_steps))
+  if static_steps:
+    result.update(_static_summary(outs, static_steps))
   output = output or os.path.join(workdir, "eval", "metrics.json")
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
@@ -185,6 +237,20 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
 def _summary(parts) -> Dict[str, Any]:
   return metrics.summarize_fg_ari(np.concatenate([p["fg_ari"] for p in parts]),
                                   np.concatenate([p["has_fg"] for p in parts]))
+
+
+def _static_summary(outs, steps: int) -> Dict[str, Any]:
+  result = dict(static_steps=steps, static_frame=0)
+  for name in ("mse", "kl"):
+    result[f"static_{name}_per_step"] = _mean_per_step(outs[f"static_{name}"])
+    result[f"static_{name}"] = result[f"static_{name}_per_step"][-1]
+  if "static_fg_ari" in outs:
+    summary = metrics.summarize_fg_ari(outs["static_fg_ari"], outs["static_has_fg"])
+    result["static_fg_ari_per_step"] = summary["fg_ari_per_step"]
+    result["static_fg_ari"] = summary["fg_ari"]
+    result["static_ari_per_step"] = _mean_per_step(outs["static_ari"])
+    result["static_ari"] = result["static_ari_per_step"][-1]
+  return result
 
 
 def _rollout_summary(outs, burn_in: int, rollout_steps: int) -> Dict[str, Any]:

@@ -34,6 +34,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   _positive("train.batch_size", config.train.batch_size)
   _positive("train.checkpoint_every", config.train.checkpoint_every)
   _positive("train.log_every", config.train.log_every)
+  _positive("train.eval_every", config.train.eval_every)
   _positive("data.image_size", config.data.image_size)
   _positive("data.num_frames", config.data.num_frames)
   _positive("eval.num_sequences", config.eval.num_sequences)
@@ -93,11 +94,15 @@ def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict]
                        overrides: Optional[Dict[str, Any]] = None) -> ml_collections.ConfigDict:
   """The config of a trained run, for evaluation and figures.
 
-  WORKDIR/config.json (what the run was trained with) if it exists, else `config`; then the
+  WORKDIR/config.json (what the run was trained with) if it exists, with the fields it lacks
+  (added to the code after it was trained) taken from `config`; else `config`. Then the
   flat `overrides` ({"eval.num_slots": 3, ...}, e.g. the --config.x=y flags) are applied.
   """
   if os.path.exists(os.path.join(workdir, "config.json")):
-    config = load_config(workdir)
+    loaded = load_config(workdir)
+    if config is not None:          # Fields added to the code after the run was trained.
+      _fill_missing(loaded, config)
+    config = loaded
   elif config is None:
     raise FileNotFoundError(f"{workdir}/config.json not found and no --config given: pass the "
                             "training workdir, or --config=... for a run without config.json")
@@ -112,6 +117,16 @@ def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict]
       raise ConfigError(f"unknown config field {path!r} in the overrides")
     node[field] = value
   return config
+
+
+def _fill_missing(config: ml_collections.ConfigDict, schema: ml_collections.ConfigDict) -> None:
+  """Adds to `config` (in place) the fields of `schema` it lacks, with the schema's values."""
+  for key, value in schema.items():
+    if key not in config:
+      config[key] = value
+    elif isinstance(value, ml_collections.ConfigDict) and isinstance(
+        config[key], ml_collections.ConfigDict):
+      _fill_missing(config[key], value)
 
 
 def restore_model(config: ml_collections.ConfigDict, workdir: str, example_batch,

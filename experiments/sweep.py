@@ -15,13 +15,14 @@ r"""Sweeps presets x seeds x config values: train + evaluate every run, then one
 Runs are the product presets x FIELD values x seeds. The --config.x=y flags apply to every run.
 Each run's workdir is ROOT/<preset>/seed<k>, or ROOT/<preset>/<field=value,...>/seed<k> with
 grid axes. --dry_run prints one shell line per run (train && evaluate) for a cluster launcher.
-Otherwise the runs go one after another in subprocesses; a run whose eval/metrics.json exists is
-skipped, so re-running the command resumes the sweep (train itself resumes from checkpoints).
+Otherwise the runs go in subprocesses, seed-major (all presets' first seed, then the next), --jobs
+at a time (default 1); a run whose eval/metrics.json exists is skipped, so re-running the command resumes the sweep (train itself resumes from checkpoints).
 Finally `collect(ROOT)` gathers every ROOT/**/eval/metrics.json into ROOT/results.csv and
 ROOT/results.md: one row per run, then per group (the folder above seed<k>) the mean and the
 population standard deviation (ddof=0) over its runs of fg_ari, ari and mse. --collect_only only
 builds the tables.
 """
+import concurrent.futures
 import csv
 import dataclasses
 import importlib.util
@@ -43,6 +44,8 @@ from parts_jax.config import ConfigError
 
 FLAGS = flags.FLAGS
 METRICS = ("fg_ari", "ari", "mse")
+# With --config.eval.static_steps=S (evaluate.py, Fig 7): the last step of the static unroll.
+STATIC_METRICS = ("static_fg_ari", "static_mse", "static_kl")
 
 
 @dataclasses.dataclass
@@ -175,22 +178,62 @@ def metrics_path(workdir: str) -> str:
   return os.path.join(workdir, "eval", "metrics.json")
 
 
-def run_all(runs: Sequence[Run], overrides: Dict[str, Any]) -> List[Run]:
-  """Trains and evaluates the runs one after another, skipping those already evaluated.
-  Returns the runs that failed."""
-  failed = []
-  for i, run in enumerate(runs):
+def single_thread_env(env: Dict[str, str]) -> Dict[str, str]:
+  """`env` with XLA:CPU limited to one thread (unless XLA_FLAGS already sets a thread option):
+  on a CPU, N single-threaded runs side by side train faster in total than N runs that each
+  spread over all cores (README, Performance)."""
+  env = dict(env)
+  flags_ = env.get("XLA_FLAGS", "")
+  if "multi_thread_eigen" not in flags_ and "intra_op_parallelism_threads" not in flags_:
+    env["XLA_FLAGS"] = (flags_ + " --xla_cpu_multi_thread_eigen=false "
+                        "intra_op_parallelism_threads=1").strip()
+  return env
+
+
+def schedule(runs: Sequence[Run]) -> List[Run]:
+  """Seed-major order (every preset's seed 0, then seed 1, ...), so that a sweep stopped early
+  has every row with some seeds rather than some rows with all seeds."""
+  seeds = sorted({r.seed for r in runs}, key=[r.seed for r in runs].index)
+  return [r for s in seeds for r in runs if r.seed == s]
+
+
+def _run_one(i: int, total: int, run: Run, overrides: Dict[str, Any], jobs: int) -> bool:
+  """Trains and evaluates one run; True on success. With jobs > 1 the run's output goes to
+  WORKDIR/sweep.log and each process is limited to one XLA:CPU thread."""
+  print(f"[{i + 1}/{total}] {run.workdir}", flush=True)
+  env = single_thread_env(os.environ) if jobs > 1 else None
+  log = None
+  if jobs > 1:
+    os.makedirs(run.workdir, exist_ok=True)
+    log = open(os.path.join(run.workdir, "sweep.log"), "a")
+  try:
+    for argv in commands(run, overrides, sys.executable):
+      print(f"  [{i + 1}/{total}] " + shlex.join(argv), flush=True)
+      if subprocess.run(argv, check=False, env=env, stdout=log,
+                        stderr=subprocess.STDOUT if log else None).returncode:
+        print(f"  FAILED: {run.workdir}" + (f" (see {log.name})" if log else ""), flush=True)
+        return False
+  finally:
+    if log:
+      log.close()
+  print(f"  [{i + 1}/{total}] done: {run.workdir}", flush=True)
+  return True
+
+
+def run_all(runs: Sequence[Run], overrides: Dict[str, Any], jobs: int = 1) -> List[Run]:
+  """Trains and evaluates the runs (seed-major, `jobs` at a time), skipping those already
+  evaluated. Returns the runs that failed."""
+  if jobs < 1:
+    raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+  todo = []
+  for i, run in enumerate(schedule(runs)):
     if os.path.exists(metrics_path(run.workdir)):
       print(f"[{i + 1}/{len(runs)}] {run.workdir}: already evaluated, skipping", flush=True)
-      continue
-    print(f"[{i + 1}/{len(runs)}] {run.workdir}", flush=True)
-    for argv in commands(run, overrides, sys.executable):
-      print("  " + shlex.join(argv), flush=True)
-      if subprocess.run(argv, check=False).returncode:
-        print(f"  FAILED: {run.workdir}", flush=True)
-        failed.append(run)
-        break
-  return failed
+    else:
+      todo.append((i, run))
+  with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    ok = list(pool.map(lambda ir: _run_one(ir[0], len(runs), ir[1], overrides, jobs), todo))
+  return [run for (_, run), good in zip(todo, ok) if not good]
 
 
 def _number(value) -> Optional[float]:
@@ -214,7 +257,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
       runs.append(dict(run=rel, group=group, preset=m.get("preset") or parts[0],
                        seed=m.get("seed"), step=m.get("step"),
                        num_sequences=m.get("num_sequences"),
-                       **{k: _number(m.get(k)) for k in METRICS}))
+                       **{k: _number(m.get(k)) for k in METRICS + STATIC_METRICS}))
   if not runs:
     raise FileNotFoundError(f"no */eval/metrics.json under {root}: run the sweep (or "
                             "python -m experiments.evaluate) first")
@@ -224,7 +267,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
     members = [r for r in runs if r["group"] == group]
     g = dict(group=group, preset=members[0]["preset"], num_runs=len(members),
              seeds=[r["seed"] for r in members])
-    for k in METRICS:
+    for k in METRICS + STATIC_METRICS:
       values = np.array([r[k] for r in members if r[k] is not None], np.float64)
       g[k] = float(values.mean()) if values.size else None
       g[f"{k}_std"] = float(values.std()) if values.size else None
@@ -236,7 +279,8 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
 
 
 CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",
-               "ari", "ari_std", "mse", "mse_std", "num_sequences", "run")
+               "ari", "ari_std", "mse", "mse_std", "num_sequences", "run", "static_fg_ari",
+               "static_fg_ari_std", "static_mse", "static_mse_std", "static_kl", "static_kl_std")
 
 
 def _write_csv(path: str, runs, groups) -> None:
@@ -261,14 +305,27 @@ def _pm(group, key: str, digits: int) -> str:
 
 
 def _write_markdown(path: str, runs, groups) -> None:
-  lines = ["# Sweep results", "", "## Runs", "",
-           "| run | preset | seed | step | FG-ARI | ARI | MSE |", "|---|---|---|---|---|---|---|"]
-  lines += [f"| {r['run']} | {r['preset']} | {r['seed']} | {r['step']} | "
-            f"{_fmt(r['fg_ari'], 4)} | {_fmt(r['ari'], 4)} | {_fmt(r['mse'], 5)} |" for r in runs]
+  """Static-unroll columns (Fig 7) only when some run has them."""
+  static = any(r["static_fg_ari"] is not None or r["static_kl"] is not None for r in runs)
+  names = ("static FG-ARI", "static MSE", "static KL") if static else ()
+  head = lambda first: "| " + " | ".join(first + ("FG-ARI", "ARI", "MSE") + names) + " |"
+  rule = lambda n: "|" + "---|" * n
+  lines = ["# Sweep results", "", "## Runs", "", head(("run", "preset", "seed", "step")),
+           rule(7 + len(names))]
+  for r in runs:
+    cells = [r["run"], r["preset"], r["seed"], r["step"], _fmt(r["fg_ari"], 4),
+             _fmt(r["ari"], 4), _fmt(r["mse"], 5)]
+    if static:
+      cells += [_fmt(r["static_fg_ari"], 4), _fmt(r["static_mse"], 5), _fmt(r["static_kl"], 1)]
+    lines.append("| " + " | ".join(map(str, cells)) + " |")
   lines += ["", "## Mean ± std over seeds (population std, ddof=0)", "",
-            "| group | preset | runs | FG-ARI | ARI | MSE |", "|---|---|---|---|---|---|"]
-  lines += [f"| {g['group']} | {g['preset']} | {g['num_runs']} | {_pm(g, 'fg_ari', 4)} | "
-            f"{_pm(g, 'ari', 4)} | {_pm(g, 'mse', 5)} |" for g in groups]
+            head(("group", "preset", "runs")), rule(6 + len(names))]
+  for g in groups:
+    cells = [g["group"], g["preset"], g["num_runs"], _pm(g, "fg_ari", 4), _pm(g, "ari", 4),
+             _pm(g, "mse", 5)]
+    if static:
+      cells += [_pm(g, "static_fg_ari", 4), _pm(g, "static_mse", 5), _pm(g, "static_kl", 1)]
+    lines.append("| " + " | ".join(map(str, cells)) + " |")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -280,6 +337,9 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir_root", "workdirs/sweep", "Root folder of the run workdirs.")
   flags.DEFINE_bool("dry_run", False, "Print one shell line per run instead of running.")
   flags.DEFINE_bool("collect_only", False, "Only build ROOT/results.{csv,md}.")
+  flags.DEFINE_integer("jobs", 1, "Runs trained side by side. With > 1, each run's output goes "
+                       "to WORKDIR/sweep.log and XLA:CPU gets one thread per run (set XLA_FLAGS "
+                       "yourself to override); on a CPU use jobs = number of cores.")
 
 
 def main(argv):
@@ -301,7 +361,7 @@ def main(argv):
     for run in runs:
       print(shell_line(run, overrides))
     return
-  failed = run_all(runs, overrides)
+  failed = run_all(runs, overrides, FLAGS.jobs)
   summary = collect(root)
   print(f"Wrote {root}/results.csv and {root}/results.md ({len(summary['runs'])} runs)")
   if failed:

@@ -143,7 +143,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
             f"non-finite {what} at step {step} (loss={scalars['loss']}, grad_norm="
             f"{scalars['grad_norm']}); no checkpoint was written for it. Lower "
             "train.learning_rate, or set --config.train.skip_nonfinite=True to skip such steps")
-      if step % tc.log_every == 0 or step == tc.num_steps:
+      last = step == tc.num_steps
+      do_eval = step % tc.eval_every == 0 or last
+      if step % tc.log_every == 0 or do_eval:
         now = time.time()
         rate = (step - step_last) / max(now - t_last, 1e-9)
         t_last, step_last = now, step
@@ -151,7 +153,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
                   if not k.endswith("finite")}
         values["train/steps_per_s"] = rate
         values["train/skipped_steps"] = float(_host(state["skipped"]))
-        if step % tc.eval_every == 0 or step == tc.num_steps:
+        if do_eval:
           values.update(_evaluate_held_out(eval_step, state["params"], eval_batch, log, step,
                                            eval_local))
         log.scalars(step, values)

@@ -204,11 +204,15 @@ class PARTS:
     return Carry(jnp.zeros((batch_size, k, self.lambda_dim), jnp.float32), (zeros, zeros),
                  jnp.zeros((batch_size, action_dim), jnp.float32))
 
-  def step_inputs(self, rng: jax.Array, batch: Batch) -> Tuple[Carry, StepInputs]:
-    """The initial carry and the time-major per-step inputs ([T, ...]) of a batch."""
+  def step_inputs(self, rng: jax.Array, batch: Batch,
+                  refine_all: bool = False) -> Tuple[Carry, StepInputs]:
+    """The initial carry and the time-major per-step inputs ([T, ...]) of a batch.
+
+    Steps t >= config.burn_in are predicted, not refined (when burn_in > 0), unless
+    `refine_all` (every step observes its frame, e.g. the static unroll of Fig 7)."""
     video, actions = self._inputs(batch)
     t = video.shape[1]
-    burn_in = self.config.burn_in
+    burn_in = 0 if refine_all else self.config.burn_in
     observe = jnp.arange(t) < burn_in if burn_in > 0 else jnp.ones((t,), bool)
     return self._step_inputs(rng, video, actions, observe)
 

@@ -187,3 +187,53 @@ def test_config_overrides_and_mismatch(run):
     evaluate.evaluate(wrong, run["workdir"], verbose=False)
   with pytest.raises(FileNotFoundError, match="train first"):
     evaluate.evaluate(run["config"], os.path.join(run["workdir"], "missing"), verbose=False)
+
+
+def test_static_unroll_matches_apply_and_sklearn(run, tmp_path):
+  """eval.static_steps (Fig 7): frame 0 repeated S times with zero actions, run one step at a
+  time from the host, against model.apply on the repeated batch (same noise keys) and sklearn."""
+  steps = 4
+  config = setup_lib.config_for_workdir(run["workdir"], overrides={"eval.static_steps": steps})
+  result = evaluate.evaluate(config, run["workdir"], output=str(tmp_path / "m.json"),
+                             verbose=False)
+  model = setup_lib.make_model(run["config"])
+  apply = jax.jit(model.apply)
+  key = jax.random.PRNGKey(config.eval.seed)
+  fg, mse, kl = [], [], []
+  for i, batch in _eval_batches(run["config"]):
+    static = dict(video=np.repeat(batch["video"][:, :1], steps, axis=1),
+                  actions=np.zeros((EVAL_BATCH, steps, batch["actions"].shape[-1]), np.float32))
+    out = jax.device_get(apply(run["params"], jax.random.fold_in(jax.random.fold_in(key, i), 2),
+                               static))
+    pred = np.argmax(out["masks"], axis=2)
+    for b in range(EVAL_BATCH):
+      seg = batch["segmentations"][b, 0]
+      fg.append([adjusted_rand_score(seg[seg > 0], pred[b, t][seg > 0]) for t in range(steps)])
+    mse.append(out["mse"])
+    kl.append(out["kl"])
+  fg = np.array(fg)[:NUM_EVAL]
+  mse, kl = np.concatenate(mse)[:NUM_EVAL], np.concatenate(kl)[:NUM_EVAL]
+  assert result["static_steps"] == steps
+  np.testing.assert_allclose(result["static_fg_ari_per_step"], fg.mean(0), atol=1e-5)
+  np.testing.assert_allclose(result["static_mse_per_step"], mse.mean(0), rtol=1e-4)
+  np.testing.assert_allclose(result["static_kl_per_step"], kl.mean(0), rtol=1e-4)
+  assert result["static_fg_ari"] == result["static_fg_ari_per_step"][-1]
+  assert len(result["static_ari_per_step"]) == steps
+  assert result["fg_ari"] == run["result"]["fg_ari"]          # The usual fields are unchanged.
+  with pytest.raises(ValueError, match="static_steps"):
+    evaluate.evaluate(setup_lib.config_for_workdir(
+        run["workdir"], overrides={"eval.static_steps": -1}), run["workdir"], verbose=False)
+
+
+def test_old_workdir_config_gets_new_fields(run, tmp_path):
+  """A config.json written before a field existed: the field comes from the schema config."""
+  workdir = str(tmp_path / "old")
+  os.makedirs(workdir)
+  old = setup_lib.load_config(run["workdir"])
+  del old.eval["static_steps"]
+  setup_lib.save_config(old, workdir)
+  config = setup_lib.config_for_workdir(workdir, run["config"], {"eval.static_steps": 3})
+  assert config.eval.static_steps == 3
+  assert tuple(config.model.decoder.channels) == (8,)      # The run's own values are kept.
+  with pytest.raises(ValueError, match="unknown config field"):
+    setup_lib.config_for_workdir(workdir, None, {"eval.static_steps": 3})

@@ -77,12 +77,47 @@ def test_run_all_skips_evaluated_runs(tmp_path, monkeypatch):
   class Done:
     returncode = 0
 
-  monkeypatch.setattr(sweep.subprocess, "run", lambda argv, check: called.append(argv) or Done)
+  monkeypatch.setattr(sweep.subprocess, "run",
+                      lambda argv, check, **kw: called.append(argv) or Done)
   assert sweep.run_all(runs, {"train.num_steps": 5}) == []
   # Only seed 1 runs: train, then evaluate, with the override.
   assert [a[2] for a in called] == ["experiments.train", "experiments.evaluate"]
   assert all(f"--workdir={runs[1].workdir}" in a and "--config.train.num_steps=5" in a
              for a in called)
+
+
+def test_run_all_jobs_seed_major_logs_and_failures(tmp_path, monkeypatch):
+  runs = sweep.expand(ABLATIONS, ablations.get_config("parts"),
+                      "presets=op3,parts;seeds=0,1", str(tmp_path))
+  assert [(r.preset, r.seed) for r in sweep.schedule(runs)] == [
+      ("op3", 0), ("parts", 0), ("op3", 1), ("parts", 1)]
+  calls = []
+
+  class Result:
+    def __init__(self, code):
+      self.returncode = code
+
+  def fake_run(argv, check, env=None, stdout=None, stderr=None):
+    calls.append((argv, env))
+    stdout.write("log line\n")
+    # op3 seed 1 fails in training: its evaluate must not run.
+    return Result(int("op3/seed1" in argv[4] and argv[2] == "experiments.train"))
+
+  monkeypatch.setattr(sweep.subprocess, "run", fake_run)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
+  failed = sweep.run_all(runs, {}, jobs=2)
+  assert [(r.preset, r.seed) for r in failed] == [("op3", 1)]
+  assert len(calls) == 7                     # 4 trains + 3 evaluates.
+  for _, env in calls:                       # One XLA:CPU thread per run, user flags kept.
+    assert env["XLA_FLAGS"].startswith("--xla_dump_to=/tmp/x ")
+    assert "intra_op_parallelism_threads=1" in env["XLA_FLAGS"]
+  for r in runs:
+    with open(os.path.join(r.workdir, "sweep.log")) as f:
+      assert f.read().count("log line") == (1 if (r.preset, r.seed) == ("op3", 1) else 2)
+  assert sweep.single_thread_env({"XLA_FLAGS": "intra_op_parallelism_threads=2"}) == {
+      "XLA_FLAGS": "intra_op_parallelism_threads=2"}
+  with pytest.raises(ConfigError, match="jobs"):
+    sweep.run_all(runs, {}, jobs=0)
 
 
 def _write_metrics(root, rel, **values):
@@ -127,6 +162,26 @@ def test_collect_tables(tmp_path):
       in markdown
   assert "| op3/seed0 | op3 | 0 | 100 | 0.4000 | 0.3000 | 0.00500 |" in markdown
   assert "| arm | arm | 1 | n/a | n/a | 0.01000 ± 0.00000 |" in markdown
+
+
+def test_collect_static_unroll_columns(tmp_path):
+  root = str(tmp_path)
+  _write_metrics(root, "parts/seed0", preset="parts", seed=0, fg_ari=0.5, ari=0.4, mse=0.01,
+                 static_fg_ari=0.6, static_mse=0.02, static_kl=300.0)
+  _write_metrics(root, "parts/seed1", preset="parts", seed=1, fg_ari=0.7, ari=0.4, mse=0.01,
+                 static_fg_ari=0.8, static_mse=0.04, static_kl=100.0)
+  _write_metrics(root, "op3/seed0", preset="op3", seed=0, fg_ari=0.1, ari=0.1, mse=0.01)
+  groups = {g["group"]: g for g in sweep.collect(root)["groups"]}
+  assert groups["parts"]["static_fg_ari"] == pytest.approx(0.7)
+  assert groups["parts"]["static_fg_ari_std"] == pytest.approx(0.1)
+  assert groups["parts"]["static_kl"] == pytest.approx(200.0)
+  assert groups["op3"]["static_fg_ari"] is None
+  with open(os.path.join(root, "results.md")) as f:
+    markdown = f.read()
+  assert "| FG-ARI | ARI | MSE | static FG-ARI | static MSE | static KL |" in markdown
+  assert ("| parts | parts | 2 | 0.6000 ± 0.1000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
+          "0.7000 ± 0.1000 | 0.03000 ± 0.01000 | 200.0 ± 100.0 |") in markdown
+  assert "| op3/seed0 | op3 | 0 | 100 | 0.1000 | 0.1000 | 0.01000 | n/a | n/a | n/a |" in markdown
 
 
 def test_collect_without_results(tmp_path):

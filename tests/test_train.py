@@ -279,6 +279,19 @@ def test_resume_with_more_steps_and_logs(tmp_path_factory, tmp_path):
   assert [l["train/loss"] for l in lines] == [l["train/loss"] for l in reference]
 
 
+def test_held_out_eval_on_its_own_schedule(tmp_path_factory, tmp_path):
+  """eval_every need not be a multiple of log_every: the held-out evaluation runs at every
+  multiple of eval_every (and at the end), whether or not that step is a log step."""
+  workdir, log = str(tmp_path / "run"), str(tmp_path / "log.txt")
+  code, text = run(train_args(tmp_path_factory, workdir, 5, train__log_every=3,
+                              train__eval_every=2, train__checkpoint_every=5),
+                   env(tmp_path_factory), log)
+  assert code == 0, console(text)[-3000:]
+  lines = metrics_lines(workdir)
+  assert [l["step"] for l in lines] == [2, 3, 4, 5]
+  assert [l["step"] for l in lines if "eval/mse" in l] == [2, 4, 5]
+
+
 # Action dimension of each dataset (playroom: user data, any A; robotics_arm: 7, paper).
 ACTION_DIMS = {"sprites": 2, "room3d": 3, "npz": 3, "movi": 0, "clevrer": 0}
 CONFIGS = (["sprites", "room3d", "playroom", "clevrer", "robotics_arm", "movi"]

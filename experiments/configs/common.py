@@ -46,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.num_slots = -1              # -1: same K as training; else re-instantiate with this K
   c.eval.burn_in = 0                 # > 0: roll-out evaluation (4.2)
   c.eval.rollout_steps = 0
+  c.eval.static_steps = 0             # > 0: also the Fig 7 static unroll (evaluate.py)
   c.eval.max_ids = 24                # upper bound on ground-truth ids (MOVi has <= 23 objects)
   c.eval.seed = 0
   return c
