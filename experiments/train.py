@@ -39,16 +39,25 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", 0, "This process's index.")
 
 
 class _Logger:
-  """Console progress line, TensorBoard event files (tensorboardX) and metrics.jsonl."""
+  """Console progress line, TensorBoard event files (tensorboardX) and metrics.jsonl.
 
-  def __init__(self, workdir: str, num_steps: int, enabled: bool):
+  Resuming from `start_step`, the steps logged after it by the interrupted run (they are run and
+  logged again) are dropped from metrics.jsonl, and TensorBoard is told to purge them
+  (purge_step), so that every step appears once.
+  """
+
+  def __init__(self, workdir: str, num_steps: int, enabled: bool, start_step: int = 0):
     self.enabled = enabled
     self.num_steps = num_steps
     self.writer = None
     if enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self.writer = SummaryWriter(os.path.join(workdir, "tb"))
-      self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+      path = os.path.join(workdir, "metrics.jsonl")
+      if start_step and os.path.exists(path):
+        _truncate_jsonl(path, start_step)
+      self.writer = SummaryWriter(os.path.join(workdir, "tb"),
+                                  purge_step=start_step + 1 if start_step else None)
+      self.jsonl = open(path, "a")
 
   def scalars(self, step: int, values: Dict[str, float]) -> None:
     if not self.enabled:
@@ -77,6 +86,20 @@ class _Logger:
     if self.enabled:
       self.writer.close()
       self.jsonl.close()
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+  """Keeps the lines of `path` with step <= last_step (rewritten atomically)."""
+  with open(path) as f:
+    lines = f.readlines()
+  keep = [l for l in lines if l.strip() and json.loads(l)["step"] <= last_step]
+  if len(keep) != len(lines):
+    with open(path + ".tmp", "w") as f:
+      f.writelines(keep)
+    os.replace(path + ".tmp", path)
+    print(f"metrics.jsonl: dropped {len(lines) - len(keep)} lines logged after step "
+          f"{last_step} by the interrupted run (those steps are run and logged again)",
+          flush=True)
 
 
 def _host(tree):
@@ -129,7 +152,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
     stop["signal"] = signum
 
   previous = signal.signal(signal.SIGTERM, on_signal)
-  log = _Logger(workdir, tc.num_steps, enabled=pidx == 0)
+  log = _Logger(workdir, tc.num_steps, enabled=pidx == 0, start_step=start_step)
   step, batch = start_step, first
   t_last, step_last = time.time(), start_step
   try:
