@@ -19,7 +19,9 @@ Otherwise the runs go in subprocesses, seed-major (all presets' first seed, then
 at a time (default 1); a run whose eval/metrics.json exists is skipped, so re-running the command resumes the sweep (train itself resumes from checkpoints).
 Finally `collect(ROOT)` gathers every ROOT/**/eval/metrics.json into ROOT/results.csv and
 ROOT/results.md: one row per run, then per group (the folder above seed<k>) the mean and the
-population standard deviation (ddof=0) over its runs of fg_ari, ari and mse. --collect_only only
+population standard deviation (ddof=0) over its runs of fg_ari, ari and mse, and, for runs
+evaluated with --config.eval.static_steps=S, of the static unroll's FG-ARI, MSE and KL at step T
+(the training length) and S. --collect_only only
 builds the tables.
 """
 import concurrent.futures
@@ -44,8 +46,20 @@ from parts_jax.config import ConfigError
 
 FLAGS = flags.FLAGS
 METRICS = ("fg_ari", "ari", "mse")
-# With --config.eval.static_steps=S (evaluate.py, Fig 7): the last step of the static unroll.
-STATIC_METRICS = ("static_fg_ari", "static_mse", "static_kl")
+# With --config.eval.static_steps=S (evaluate.py, Fig 7): the static unroll at step T (the
+# training length, num_frames; "_at_t") and at its last step S.
+STATIC_METRICS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
+                  "static_mse", "static_kl")
+
+
+def _static_at_t(m: Dict[str, Any]) -> Dict[str, Any]:
+  """static_<x>_at_t: static_<x>_per_step at step num_frames (1-based), when both exist."""
+  out = {}
+  for name in ("fg_ari", "mse", "kl"):
+    curve, t = m.get(f"static_{name}_per_step"), m.get("num_frames")
+    if curve and t and len(curve) >= t:
+      out[f"static_{name}_at_t"] = curve[t - 1]
+  return out
 
 
 @dataclasses.dataclass
@@ -251,6 +265,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
     if os.path.basename(dirpath) == "eval" and "metrics.json" in filenames:
       with open(os.path.join(dirpath, "metrics.json")) as f:
         m = json.load(f)
+      m.update(_static_at_t(m))
       rel = os.path.relpath(os.path.dirname(dirpath), root)
       parts = rel.split(os.sep)
       group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
@@ -279,8 +294,8 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
 
 
 CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",
-               "ari", "ari_std", "mse", "mse_std", "num_sequences", "run", "static_fg_ari",
-               "static_fg_ari_std", "static_mse", "static_mse_std", "static_kl", "static_kl_std")
+               "ari", "ari_std", "mse", "mse_std", "num_sequences", "run") + tuple(
+                   c for k in STATIC_METRICS for c in (k, f"{k}_std"))
 
 
 def _write_csv(path: str, runs, groups) -> None:
@@ -305,9 +320,11 @@ def _pm(group, key: str, digits: int) -> str:
 
 
 def _write_markdown(path: str, runs, groups) -> None:
-  """Static-unroll columns (Fig 7) only when some run has them."""
+  """Static-unroll columns (Fig 7) only when some run has them: at step T (the training
+  length) and at the last step S."""
   static = any(r["static_fg_ari"] is not None or r["static_kl"] is not None for r in runs)
-  names = ("static FG-ARI", "static MSE", "static KL") if static else ()
+  names = ("static FG-ARI @T", "static MSE @T", "static KL @T", "static FG-ARI @S",
+           "static MSE @S", "static KL @S") if static else ()
   head = lambda first: "| " + " | ".join(first + ("FG-ARI", "ARI", "MSE") + names) + " |"
   rule = lambda n: "|" + "---|" * n
   lines = ["# Sweep results", "", "## Runs", "", head(("run", "preset", "seed", "step")),
@@ -316,7 +333,8 @@ def _write_markdown(path: str, runs, groups) -> None:
     cells = [r["run"], r["preset"], r["seed"], r["step"], _fmt(r["fg_ari"], 4),
              _fmt(r["ari"], 4), _fmt(r["mse"], 5)]
     if static:
-      cells += [_fmt(r["static_fg_ari"], 4), _fmt(r["static_mse"], 5), _fmt(r["static_kl"], 1)]
+      cells += [_fmt(r[f"static_{n}{at}"], d) for at in ("_at_t", "")
+                for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]
     lines.append("| " + " | ".join(map(str, cells)) + " |")
   lines += ["", "## Mean ± std over seeds (population std, ddof=0)", "",
             head(("group", "preset", "runs")), rule(6 + len(names))]
@@ -324,7 +342,8 @@ def _write_markdown(path: str, runs, groups) -> None:
     cells = [g["group"], g["preset"], g["num_runs"], _pm(g, "fg_ari", 4), _pm(g, "ari", 4),
              _pm(g, "mse", 5)]
     if static:
-      cells += [_pm(g, "static_fg_ari", 4), _pm(g, "static_mse", 5), _pm(g, "static_kl", 1)]
+      cells += [_pm(g, f"static_{n}{at}", d) for at in ("_at_t", "")
+                for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]
     lines.append("| " + " | ".join(map(str, cells)) + " |")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")

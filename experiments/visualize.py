@@ -225,7 +225,8 @@ def prior(run: Run, other: Run, out_dir: str, steps: int = 32, frame: int = 0) -
     curves[name] = dict(kl=out["kl"].tolist(), mse=out["mse"].tolist())
     path = _path(out_dir, run, f"prior_segmentation_{which}")
     vis.segmentation_figure(np.broadcast_to(image, out["recon"][shown].shape), out["recon"][shown],
-                            out["masks"][shown], out["components"][shown], path=path)
+                            out["masks"][shown], out["components"][shown], path=path,
+                            steps=shown)
     paths.append(path)
   png, js = _path(out_dir, run, "prior_curves"), _path(out_dir, run, "prior_curves", "json")
   vis.prior_curves_figure(curves, png)

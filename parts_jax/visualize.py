@@ -153,7 +153,8 @@ def _squeeze_masks(masks) -> np.ndarray:
 
 
 def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
-                        path: Optional[str] = None, num_true: Optional[int] = None) -> np.ndarray:
+                        path: Optional[str] = None, num_true: Optional[int] = None,
+                        steps: Optional[Sequence[int]] = None) -> np.ndarray:
   """Frames, reconstructions, segmentations and per-slot components over time (PARTS Fig. 5).
 
   Args:
@@ -165,6 +166,7 @@ def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
     true_seg: optional [T, H, W] integer ground truth (0 = background).
     path: optional output file.
     num_true: number of ground-truth ids for colouring (default: max id + 1).
+    steps: the time step of each column, for the column labels (default 0..T-1).
 
   Returns:
     uint8 image; rows: input, recon, predicted segmentation (argmax over K), ground truth (if
@@ -187,7 +189,10 @@ def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
   rows += [list(slots[:, i]) for i in range(k)]
   labels += [f"slot {i}" for i in range(k)]
   row_colors = [None] * (len(labels) - k) + list(colors)
-  image = _grid(rows, labels, [f"t={i}" for i in range(t)], row_colors)
+  steps = range(t) if steps is None else list(steps)
+  if len(steps) != t:
+    raise ValueError(f"steps has {len(steps)} entries for {t} frames")
+  image = _grid(rows, labels, [f"t={i}" for i in steps], row_colors)
   return _save(image, path)
 
 

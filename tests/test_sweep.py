@@ -166,22 +166,33 @@ def test_collect_tables(tmp_path):
 
 def test_collect_static_unroll_columns(tmp_path):
   root = str(tmp_path)
+  curves = lambda x: dict(static_fg_ari_per_step=[0.1, x, 0.6], static_mse_per_step=[0, x, 0],
+                          static_kl_per_step=[0, 10 * x, 0])
   _write_metrics(root, "parts/seed0", preset="parts", seed=0, fg_ari=0.5, ari=0.4, mse=0.01,
-                 static_fg_ari=0.6, static_mse=0.02, static_kl=300.0)
+                 static_fg_ari=0.6, static_mse=0.02, static_kl=300.0, num_frames=2,
+                 **curves(0.2))
   _write_metrics(root, "parts/seed1", preset="parts", seed=1, fg_ari=0.7, ari=0.4, mse=0.01,
-                 static_fg_ari=0.8, static_mse=0.04, static_kl=100.0)
+                 static_fg_ari=0.8, static_mse=0.04, static_kl=100.0, num_frames=2,
+                 **curves(0.4))
   _write_metrics(root, "op3/seed0", preset="op3", seed=0, fg_ari=0.1, ari=0.1, mse=0.01)
   groups = {g["group"]: g for g in sweep.collect(root)["groups"]}
   assert groups["parts"]["static_fg_ari"] == pytest.approx(0.7)
   assert groups["parts"]["static_fg_ari_std"] == pytest.approx(0.1)
   assert groups["parts"]["static_kl"] == pytest.approx(200.0)
-  assert groups["op3"]["static_fg_ari"] is None
+  # At step T = num_frames = 2 (1-based): the second entry of each curve.
+  assert groups["parts"]["static_fg_ari_at_t"] == pytest.approx(0.3)
+  assert groups["parts"]["static_kl_at_t"] == pytest.approx(3.0)
+  assert groups["parts"]["static_kl_at_t_std"] == pytest.approx(1.0)
+  assert groups["op3"]["static_fg_ari"] is None and groups["op3"]["static_kl_at_t"] is None
   with open(os.path.join(root, "results.md")) as f:
     markdown = f.read()
-  assert "| FG-ARI | ARI | MSE | static FG-ARI | static MSE | static KL |" in markdown
+  assert ("| FG-ARI | ARI | MSE | static FG-ARI @T | static MSE @T | static KL @T | "
+          "static FG-ARI @S | static MSE @S | static KL @S |") in markdown
   assert ("| parts | parts | 2 | 0.6000 ± 0.1000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
+          "0.3000 ± 0.1000 | 0.30000 ± 0.10000 | 3.0 ± 1.0 | "
           "0.7000 ± 0.1000 | 0.03000 ± 0.01000 | 200.0 ± 100.0 |") in markdown
-  assert "| op3/seed0 | op3 | 0 | 100 | 0.1000 | 0.1000 | 0.01000 | n/a | n/a | n/a |" in markdown
+  assert ("| op3/seed0 | op3 | 0 | 100 | 0.1000 | 0.1000 | 0.01000 | n/a | n/a | n/a | n/a | "
+          "n/a | n/a |") in markdown
 
 
 def test_collect_without_results(tmp_path):

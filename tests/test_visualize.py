@@ -63,6 +63,14 @@ def test_segmentation_figure(data, tmp_path):
   assert image.shape == _size(rows=3 + K, cols=T) + (3,)
   np.testing.assert_array_equal(_tile(image, 3 + 1, 0),
                                 _up(vis.to_uint8(masks[0, 1, ..., None] * video[0])))
+  # Columns labelled with given time steps (e.g. Fig 7's 0, 1, 3, 7, ...): same tiles, other
+  # header labels.
+  relabelled = vis.segmentation_figure(video, recon, masks[..., None],
+                                       steps=[10 * i + 7 for i in range(T)])
+  assert relabelled.shape == image.shape and not np.array_equal(relabelled, image)
+  np.testing.assert_array_equal(_tile(relabelled, 2, 1), _tile(image, 2, 1))
+  with pytest.raises(ValueError, match="steps"):
+    vis.segmentation_figure(video, recon, masks, steps=[0])
 
 
 def test_attention_figure(data, tmp_path):
