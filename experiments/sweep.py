@@ -16,13 +16,13 @@ Runs are the product presets x FIELD values x seeds. The --config.x=y flags appl
 Each run's workdir is ROOT/<preset>/seed<k>, or ROOT/<preset>/<field=value,...>/seed<k> with
 grid axes. --dry_run prints one shell line per run (train && evaluate) for a cluster launcher.
 Otherwise the runs go in subprocesses, seed-major (all presets' first seed, then the next), --jobs
-at a time (default 1); a run whose eval/metrics.json exists is skipped, so re-running the command resumes the sweep (train itself resumes from checkpoints).
+at a time (default 1); a run whose eval/metrics.json exists is skipped, so re-running the command
+resumes the sweep (train itself resumes from checkpoints).
 Finally `collect(ROOT)` gathers every ROOT/**/eval/metrics.json into ROOT/results.csv and
 ROOT/results.md: one row per run, then per group (the folder above seed<k>) the mean and the
 population standard deviation (ddof=0) over its runs of fg_ari, ari and mse, and, for runs
 evaluated with --config.eval.static_steps=S, of the static unroll's FG-ARI, MSE and KL at step T
-(the training length) and S. --collect_only only
-builds the tables.
+(the training length) and S. --collect_only only builds the tables.
 """
 import concurrent.futures
 import csv
