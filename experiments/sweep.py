@@ -310,13 +310,17 @@ def _write_csv(path: str, runs, groups) -> None:
 
 
 def _fmt(value, digits: int) -> str:
-  return "n/a" if value is None else f"{value:.{digits}f}"
+  """Fixed point with `digits` decimals; 3 significant digits in scientific notation from 1e6
+  (a diverged unroll's KL)."""
+  if value is None:
+    return "n/a"
+  return f"{value:.{digits}f}" if abs(value) < 1e6 else f"{value:.2e}"
 
 
 def _pm(group, key: str, digits: int) -> str:
   if group[key] is None:
     return "n/a"
-  return f"{group[key]:.{digits}f} ± {group[key + '_std']:.{digits}f}"
+  return f"{_fmt(group[key], digits)} ± {_fmt(group[key + '_std'], digits)}"
 
 
 def _write_markdown(path: str, runs, groups) -> None:

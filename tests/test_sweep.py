@@ -184,6 +184,7 @@ def test_collect_static_unroll_columns(tmp_path):
   assert groups["parts"]["static_kl_at_t"] == pytest.approx(3.0)
   assert groups["parts"]["static_kl_at_t_std"] == pytest.approx(1.0)
   assert groups["op3"]["static_fg_ari"] is None and groups["op3"]["static_kl_at_t"] is None
+  assert sweep._fmt(4.55e24, 1) == "4.55e+24" and sweep._fmt(999999.04, 1) == "999999.0"
   with open(os.path.join(root, "results.md")) as f:
     markdown = f.read()
   assert ("| FG-ARI | ARI | MSE | static FG-ARI @T | static MSE @T | static KL @T | "
