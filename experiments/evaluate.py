@@ -100,14 +100,21 @@ def make_static_step(model, num_true: int):
   return static_step
 
 
-def static_unroll(model, static_step, params, rng, batch, steps: int) -> Dict[str, jnp.ndarray]:
-  """Fig 7: frame 0 of every sequence repeated `steps` times with zero actions, refined at every
-  step. Returns metrics [B, steps] (mse, kl; fg_ari, has_fg, ari with segmentations). The same
-  as `model.apply(params, rng, static batch)` step for step (tests/test_evaluate.py)."""
+def static_batch(batch, steps: int) -> Dict[str, jnp.ndarray]:
+  """Fig 7's input: frame 0 of every sequence of `batch` repeated `steps` times, with zero actions
+  (when the batch has actions). {"video": [B, steps, H, W, 3], "actions": [B, steps, A]}."""
   static = dict(video=jnp.repeat(batch["video"][:, :1], steps, axis=1))
   if batch.get("actions") is not None:
     a = batch["actions"]
     static["actions"] = jnp.zeros((a.shape[0], steps, a.shape[-1]), a.dtype)
+  return static
+
+
+def static_unroll(model, static_step, params, rng, batch, steps: int) -> Dict[str, jnp.ndarray]:
+  """Fig 7: `static_batch(batch, steps)` refined at every step. Returns metrics [B, steps] (mse,
+  kl; fg_ari, has_fg, ari with segmentations). The same as `model.apply(params, rng, static
+  batch, refine_all=True)` step for step (tests/test_evaluate.py)."""
+  static = static_batch(batch, steps)
   segs = batch.get("segmentations")
   segs = None if segs is None else segs[:, 0]
   carry, xs = model.step_inputs(rng, static, refine_all=True)

@@ -215,9 +215,9 @@ def _run_one(i: int, total: int, run: Run, overrides: Dict[str, Any], jobs: int)
   """Trains and evaluates one run; True on success. With jobs > 1 the run's output goes to
   WORKDIR/sweep.log and each process is limited to one XLA:CPU thread."""
   print(f"[{i + 1}/{total}] {run.workdir}", flush=True)
-  env = single_thread_env(os.environ) if jobs > 1 else None
-  log = None
+  env, log = None, None
   if jobs > 1:
+    env = single_thread_env(os.environ)
     os.makedirs(run.workdir, exist_ok=True)
     log = open(os.path.join(run.workdir, "sweep.log"), "a")
   try:

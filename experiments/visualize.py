@@ -32,6 +32,7 @@ index in the eval split); the model noise key is PRNGKey(config.eval.seed).
   all           every figure above that applies (prior only with --other_workdir).
 """
 import dataclasses
+import functools
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -44,7 +45,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from datasets import base, registry
-from experiments import setup_lib
+from experiments import evaluate, setup_lib
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
@@ -192,14 +193,10 @@ def rollout(run: Run, out_dir: str, burn_in: int = 0, rollout_steps: int = 0) ->
 
 def static_unroll(run: Run, frame: np.ndarray, steps: int) -> Dict[str, np.ndarray]:
   """The run's model on `frame` [H, W, 3] repeated `steps` times with zero actions, refining at
-  every step (model.burn_in set to 0). Returns apply's outputs without the batch axis."""
-  apply = run.apply
-  if run.config.model.burn_in:
-    config = ml_collections.ConfigDict(run.config.to_dict())
-    config.model.burn_in = 0
-    apply = jax.jit(setup_lib.make_model(config, config.eval.num_slots).apply)
-  batch = dict(video=np.repeat(frame[None, None], steps, axis=1),
-               actions=np.zeros((1, steps, run.batch["actions"].shape[-1]), np.float32))
+  every step (also past model.burn_in). Returns apply's outputs without the batch axis."""
+  batch = evaluate.static_batch(dict(video=frame[None, None], actions=run.batch.get("actions")),
+                                steps)
+  apply = jax.jit(functools.partial(run.model.apply, refine_all=True))
   out = apply(run.params, run.rng, batch)
   return {k: np.asarray(v)[0] for k, v in out.items() if np.ndim(v)}
 

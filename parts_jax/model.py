@@ -88,8 +88,11 @@ class PARTS:
     lam = jnp.zeros((b, self.config.num_slots, self.lambda_dim), video.dtype)
     return self._fns.init(rng, video[:, 0], actions[:, 0], lam)
 
-  def apply(self, params: Params, rng: jax.Array, batch: Batch) -> Dict[str, jnp.ndarray]:
+  def apply(self, params: Params, rng: jax.Array, batch: Batch,
+            refine_all: bool = False) -> Dict[str, jnp.ndarray]:
     """Runs the model over a batch {"video": [B,T,H,W,3], "actions": [B,T,A] (optional)}.
+
+    With `refine_all`, every step is refined even when config.burn_in > 0 (see step_inputs).
 
     Returns "loss" (scalar, mean over B and T of -ELBO per frame), and per step ([B, T, ...]):
     "elbo", "kl", "nll", "mse", "recon" [H,W,3], "masks" [K,H,W], "components" [K,H,W,3]
@@ -97,7 +100,7 @@ class PARTS:
     "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
     refiner, the per-pixel responsibilities it was given).
     """
-    carry, xs = self.step_inputs(rng, batch)
+    carry, xs = self.step_inputs(rng, batch, refine_all)
     _, outs = self.run(params, carry, xs, self.time_loop == "scan")
     return self.finalize(outs)
 

@@ -197,14 +197,14 @@ def test_static_unroll_matches_apply_and_sklearn(run, tmp_path):
   result = evaluate.evaluate(config, run["workdir"], output=str(tmp_path / "m.json"),
                              verbose=False)
   model = setup_lib.make_model(run["config"])
-  apply = jax.jit(model.apply)
+  apply = jax.jit(model.apply, static_argnames="refine_all")
   key = jax.random.PRNGKey(config.eval.seed)
   fg, mse, kl = [], [], []
   for i, batch in _eval_batches(run["config"]):
     static = dict(video=np.repeat(batch["video"][:, :1], steps, axis=1),
                   actions=np.zeros((EVAL_BATCH, steps, batch["actions"].shape[-1]), np.float32))
     out = jax.device_get(apply(run["params"], jax.random.fold_in(jax.random.fold_in(key, i), 2),
-                               static))
+                               static, refine_all=True))
     pred = np.argmax(out["masks"], axis=2)
     for b in range(EVAL_BATCH):
       seg = batch["segmentations"][b, 0]

@@ -196,6 +196,21 @@ def test_burn_in_stops_refinement():
   np.testing.assert_allclose(out["posterior"], out2["posterior"], atol=1e-6)
 
 
+def test_refine_all_ignores_burn_in():
+  """apply(refine_all=True) on a burn_in model equals the same parameters in a model built with
+  burn_in = 0; without it, frames after burn-in do not reach the posterior."""
+  model, params, batch = _setup(burn_in=2)
+  params = _perturbed(params)      # (Zero-initialised update heads would refine by nothing.)
+  plain = build_model(tiny_model_config(burn_in=0))
+  rng = jax.random.PRNGKey(3)
+  refined = model.apply(params, rng, batch, refine_all=True)
+  reference = plain.apply(params, rng, batch)
+  np.testing.assert_allclose(refined["posterior"], reference["posterior"], atol=1e-6)
+  np.testing.assert_allclose(refined["loss"], reference["loss"], rtol=1e-6)
+  predicted = model.apply(params, rng, batch)
+  assert not np.allclose(predicted["posterior"][:, 2:], reference["posterior"][:, 2:])
+
+
 @pytest.mark.parametrize("field,value", [
     ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0)])
