@@ -252,7 +252,7 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
   scale = max(np.abs(g).max() for g in jax.tree.leaves(g_ref))
   for loop in ("unroll", "windows"):
     g, s = results[loop]
-    for k in s_ref:
-      np.testing.assert_allclose(s[k], s_ref[k], rtol=1e-5, err_msg=f"{loop} {k}")
+    for k in s_ref:   # float32 sums of ~1e7 over B x T x H x W in another order: ~1e-5 apart
+      np.testing.assert_allclose(s[k], s_ref[k], rtol=1e-4, err_msg=f"{loop} {k}")
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * scale, err_msg=loop)

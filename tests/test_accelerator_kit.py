@@ -1,0 +1,96 @@
+"""The accelerator kit's dry run on the CPU: every stage of the GPU command, at tiny sizes.
+
+The kit (benchmarks/accelerator_kit.py, run on a GPU by scripts/gpu_kit.sh) is used rarely; this
+test keeps it from rotting in between: device report, lowering-equivalence test, correctness
+check, timings with MFU for both configs and both precisions, the host-CPU step, a resumed
+training run, evaluation, and a checkpoint archive that restores.
+"""
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import jax
+import numpy as np
+
+from benchmarks import accelerator_kit
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(args, cwd=ROOT, timeout=900):
+  proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, capture_output=True, text=True,
+                        timeout=timeout, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  return proc
+
+
+def test_accelerator_kit_dry_run_goes_through_every_stage(tmp_path):
+  init, run, out = tmp_path / "init", tmp_path / "run", tmp_path / "out"
+  overrides = accelerator_kit.override_flags(accelerator_kit.DRY_RUN_OVERRIDES)
+  _run(["experiments.train", "--config=experiments/configs/sprites.py", f"--workdir={init}",
+        "--config.data.cache=False", "--config.train.num_steps=4"] + overrides)
+  _run(["benchmarks.accelerator_kit", "--dry_run", f"--out={out}", f"--init_workdir={init}",
+        f"--workdir={run}", "--budget_s=3000", "--timings_budget_s=3000", "--steps=2",
+        "--num_steps=8"])
+  report = json.loads((out / "report.json").read_text())
+  stages = report["stages"]
+  assert list(stages) == ["device", "equivalence", "correctness", "timings", "train",
+                          "evaluate", "archive"]
+  failed = {k: v.get("error") for k, v in stages.items() if not v["ok"]}
+  assert not failed and report["all_ok"], failed
+  assert stages["device"]["backend"] == "cpu"
+  assert "1 passed" in stages["equivalence"]["summary"]
+  assert stages["correctness"]["grad_max_rel_diff_per_leaf"] < 1e-3
+  assert np.all(np.isfinite(stages["correctness"]["train_losses"]))
+
+  rows = stages["timings"]["rows"]
+  assert {(r["config"], r["precision"]) for r in rows} == {
+      (c, p) for c in ("sprites", "playroom") for p in ("float32", "bfloat16")}
+  for r in rows:
+    assert r["time_loop"] == "scan" and r["flops_per_step"] > 0 and r["step_s"] > 0, r
+    np.testing.assert_allclose(r["mfu"], r["flops_per_step"] / r["step_s"] / r["peak_flops"])
+  cpu = stages["timings"]["host_cpu"]
+  assert cpu["time_loop"] == "windows" and cpu["step_s"] > 0, cpu
+  assert set(stages["timings"]["speedup_vs_host_cpu"]) == {"float32", "bfloat16"}
+
+  train = stages["train"]
+  assert train["start_step"] == 4 and train["checkpoint_step"] == 8, train
+  assert stages["evaluate"]["step"] == 8 and 0 <= stages["evaluate"]["fg_ari"] <= 1
+  for name in ("report.json", "kit.log", "checkpoint.tar.gz", "metrics.jsonl",
+               "eval_metrics.json", "train.log", "pytest.log", "evaluate.log"):
+    if name != "kit.log":   # written by scripts/gpu_kit.sh's tee, not by the module
+      assert (out / name).exists(), name
+  # 8 files at most come back from the device machine.
+  assert len(os.listdir(out)) <= 8
+
+  # The archive is a workdir: extracted, it evaluates and resumes training on the CPU.
+  resumed = tmp_path / "resumed"
+  with tarfile.open(out / "checkpoint.tar.gz") as tar:
+    tar.extractall(resumed)
+  assert sorted(os.listdir(resumed / "checkpoints")) == ["8"]
+  proc = _run(["experiments.train", "--config=experiments/configs/sprites.py",
+               f"--workdir={resumed}", "--config.data.cache=False",
+               "--config.train.num_steps=10"] + overrides)
+  assert "Resuming from checkpoint at step 8" in proc.stdout
+  steps = [json.loads(l)["step"] for l in (resumed / "metrics.jsonl").read_text().splitlines()]
+  assert steps[-1] == 10 and steps == sorted(steps)
+
+
+def test_extrapolated_flops_equal_the_unrolled_count():
+  """common.extrapolated_flops (T = 1, 2, extrapolated) equals XLA's count of the whole
+  unrolled step at T = 5."""
+  from benchmarks import common
+  from experiments import setup_lib, trainer
+  config = accelerator_kit.load_config("sprites", accelerator_kit.DRY_RUN_OVERRIDES)
+  config.model.time_loop = "unroll"
+  batch = common.synthetic_batch(config, batch_size=2, num_frames=5)
+  run = common.StepRunner(config, batch)
+  estimate = common.extrapolated_flops(config, run, batch)
+  step = trainer.TrainStep(setup_lib.make_model(config), run.step.optimizer, False)
+  whole = common.compiled_flops(step._full, run.state, batch)  # pylint: disable=protected-access
+  grads, sums = step.grads(run.state, batch)
+  update = jax.jit(step._update_fn, static_argnums=(3,))  # pylint: disable=protected-access
+  whole += common.compiled_flops(update, run.state, grads, sums, 10)
+  np.testing.assert_allclose(estimate, whole, rtol=0.01)
