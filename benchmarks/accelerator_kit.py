@@ -7,7 +7,8 @@ Stages, in order; each is recorded in OUT/report.json as soon as it ends (a stag
 recorded with its error and the next stage still runs):
   device       backend, devices, versions, nvidia-smi
   equivalence  the lowering-equivalence test (scan / unroll / windows: outputs, loss, gradients)
-               run by pytest on the default device, with float32 matmuls
+               run by pytest on the default device, with float32 matmuls (--dry_run: collected
+               only, since the test suite runs it)
   correctness  scan vs unroll gradients at the sprites config's sizes on the device (float32
                matmuls), and a few training steps of the default config with finite losses
   timings      train-step time under the `scan` lowering for the sprites config and for a
@@ -23,6 +24,10 @@ recorded with its error and the next stage still runs):
   archive      OUT/checkpoint.tar.gz (latest checkpoint, config.json, metrics.jsonl: extract it
                into a workdir and training resumes, on a CPU too), OUT/metrics.jsonl,
                OUT/eval_metrics.json
+  study        (only with --stages=...,study) the segmentation study of
+               experiments/configs/study.py: --study_presets x --study_seeds runs of
+               --study_steps steps, --study_jobs side by side, until the budget; OUT/study.tar.gz
+               and OUT/study_results.md (a GPU session: --stages=device,study)
 The train stage gets what is left of --budget_s after the others, minus --reserve_s for the
 evaluation and the archive. --stages picks stages (e.g. --stages=timings for a rerun).
 
@@ -50,27 +55,39 @@ import numpy as np
 
 from benchmarks import common
 
-_OUT = flags.DEFINE_string("out", None, "Output folder (report.json, logs, checkpoint archive).")
-_BUDGET = flags.DEFINE_float("budget_s", 540.0, "Wall-clock budget of the whole kit, seconds.")
-_RESERVE = flags.DEFINE_float("reserve_s", 75.0, "Seconds kept for evaluate + archive.")
-_TIMINGS_BUDGET = flags.DEFINE_float(
-    "timings_budget_s", 330.0, "Seconds from the kit's start after which timing configurations "
-    "not yet started are skipped (on an H200: device + equivalence + correctness took 122 s, "
-    "sprites 66 s for both precisions, playroom 160 s).")
-_STAGES = flags.DEFINE_list("stages", ["device", "equivalence", "correctness", "timings",
-                                       "train"], "Stages to run (train includes evaluate and "
-                            "archive).")
-_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Tiny sizes everywhere (CPU rehearsal, CI test).")
-_PRECISIONS = flags.DEFINE_list("precisions", ["float32", "bfloat16"],
-                                "jax.default_matmul_precision values to time.")
-_CONFIGS = flags.DEFINE_list("configs", ["sprites", "playroom"], "Configs to time.")
-_STEPS = flags.DEFINE_integer("steps", 20, "Timed steps per configuration (median).")
-_INIT = flags.DEFINE_string("init_workdir", "checkpoints/sprites",
-                            "Run to resume training from ('' = start fresh).")
-_WORKDIR = flags.DEFINE_string("workdir", "", "Training workdir (default: /tmp/parts_kit_run).")
-_NUM_STEPS = flags.DEFINE_integer("num_steps", 200_000,
-                                  "config.train.num_steps for the train stage (an upper bound; "
-                                  "the budget stops it first).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The kit's flags (defined only when it runs as a program: its helpers are importable)."""
+  flags.DEFINE_string("out", None, "Output folder (report.json, logs, checkpoint archive).")
+  flags.DEFINE_float("budget_s", 540.0, "Wall-clock budget of the whole kit, seconds.")
+  flags.DEFINE_float("reserve_s", 75.0, "Seconds kept for evaluate + archive.")
+  flags.DEFINE_float(
+      "timings_budget_s", 330.0, "Seconds from the kit's start after which timing configurations "
+      "not yet started are skipped (on an H200: device + equivalence + correctness took 122 s, "
+      "sprites 66 s for both precisions, playroom 160 s).")
+  flags.DEFINE_list("stages", ["device", "equivalence", "correctness", "timings", "train"],
+                    "Stages to run (train includes evaluate and archive); `study` (not in the "
+                    "default) runs the segmentation study.")
+  flags.DEFINE_list(
+      "study_presets", ["baseline", "eps_1e-10", "lr_1e-3", "lambda_input", "query_layernorm",
+                        "action_scale", "refine_2", "sigma_x_0.05", "slow_motion", "still",
+                        "combined"], "Presets of experiments/configs/study.py for --stages=study.")
+  flags.DEFINE_list("study_seeds", ["0", "1"], "Seeds of the study.")
+  flags.DEFINE_integer("study_steps", 1500, "Training steps per study run.")
+  flags.DEFINE_integer("study_jobs", 8, "Study runs side by side on the device.")
+  flags.DEFINE_bool("dry_run", False, "Tiny sizes everywhere (CPU rehearsal, CI test).")
+  flags.DEFINE_list("precisions", ["float32", "bfloat16"],
+                    "jax.default_matmul_precision values to time.")
+  flags.DEFINE_list("configs", ["sprites", "playroom"], "Configs to time.")
+  flags.DEFINE_integer("steps", 20, "Timed steps per configuration (median).")
+  flags.DEFINE_string("init_workdir", "checkpoints/sprites",
+                      "Run to resume training from ('' = start fresh).")
+  flags.DEFINE_string("workdir", "", "Training workdir (default: /tmp/parts_kit_run).")
+  flags.DEFINE_integer("num_steps", 200_000, "config.train.num_steps for the train stage (an "
+                       "upper bound; the budget stops it first).")
+
 
 # Tiny sizes for --dry_run: the same code paths in seconds on a 2-core CPU.
 DRY_RUN_OVERRIDES = {
@@ -167,8 +184,9 @@ def _cpu_name() -> str:
 def stage_equivalence(out: str) -> Dict[str, Any]:
   env = dict(os.environ, JAX_DEFAULT_MATMUL_PRECISION="float32")
   test = "tests/test_model.py::test_every_lowering_gives_the_same_loss_and_gradients"
-  cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         test + ("[2]" if _DRY_RUN.value else "")]
+  # The dry run only collects it: the test suite that runs the dry run runs the test itself.
+  cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test
+         ] + (["--collect-only"] if FLAGS.dry_run else [])
   proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
   with open(os.path.join(out, "pytest.log"), "w") as f:
     f.write(proc.stdout + proc.stderr)
@@ -244,7 +262,7 @@ def time_config(name: str, overrides: Dict[str, Any], precision: str, steps: int
       flops_cache[name] = common.extrapolated_flops(config, run, batch)
     flops = flops_cache[name]
     if precision not in peak_cache:
-      n = 1024 if _DRY_RUN.value else 8192
+      n = 1024 if FLAGS.dry_run else 8192
       peak_cache[precision] = common.matmul_peak_flops(n=n)
   b, t = batch["video"].shape[:2]
   peak = peak_cache[precision]
@@ -258,14 +276,14 @@ def time_config(name: str, overrides: Dict[str, Any], precision: str, steps: int
 
 def stage_timings(overrides: Dict[str, Any], deadline: float) -> Dict[str, Any]:
   rows, skipped, peaks, flops = [], [], {}, {}
-  for name in _CONFIGS.value:
-    for precision in _PRECISIONS.value:
+  for name in FLAGS.configs:
+    for precision in FLAGS.precisions:
       if time.time() > deadline:
         skipped.append(f"{name}/{precision}")
         continue
       try:
-        row = time_config(name, overrides if _DRY_RUN.value or name == "sprites" else {},
-                          precision, _STEPS.value, peaks, flops)
+        row = time_config(name, overrides if FLAGS.dry_run or name == "sprites" else {},
+                          precision, FLAGS.steps, peaks, flops)
         rows.append(row)
         print(json.dumps(row), flush=True)
       except Exception as e:  # pylint: disable=broad-except
@@ -303,17 +321,17 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     shutil.rmtree(workdir)
   os.makedirs(workdir)
   start_step = 0
-  if _INIT.value:
-    if not os.path.isdir(os.path.join(_INIT.value, "checkpoints")):
-      raise FileNotFoundError(f"--init_workdir={_INIT.value} has no checkpoints/")
-    shutil.copytree(os.path.join(_INIT.value, "checkpoints"), os.path.join(workdir, "checkpoints"))
+  if FLAGS.init_workdir:
+    if not os.path.isdir(os.path.join(FLAGS.init_workdir, "checkpoints")):
+      raise FileNotFoundError(f"--init_workdir={FLAGS.init_workdir} has no checkpoints/")
+    shutil.copytree(os.path.join(FLAGS.init_workdir, "checkpoints"), os.path.join(workdir, "checkpoints"))
     for name in ("metrics.jsonl", "config.json"):
-      if os.path.exists(os.path.join(_INIT.value, name)):
-        shutil.copy(os.path.join(_INIT.value, name), workdir)
+      if os.path.exists(os.path.join(FLAGS.init_workdir, name)):
+        shutil.copy(os.path.join(FLAGS.init_workdir, name), workdir)
     steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
     start_step = max(steps) if steps else 0
   train_overrides = dict(overrides, **{"data.cache": False,
-                                       "train.num_steps": _NUM_STEPS.value})
+                                       "train.num_steps": FLAGS.num_steps})
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/sprites.py",
          f"--workdir={workdir}"] + override_flags(train_overrides)
   print(" ".join(cmd), f"  (for {seconds:.0f} s)", flush=True)
@@ -345,6 +363,47 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
   if rates:
     result["median_steps_per_s"] = float(np.median(rates))
   return result
+
+
+def stage_study(out: str, overrides: Dict[str, Any], seconds: float) -> Dict[str, Any]:
+  """experiments.sweep over the study presets x seeds, --study_jobs at a time, stopped at the
+  budget (finished runs are kept); OUT/study.tar.gz holds every run's eval/metrics.json,
+  metrics.jsonl, config.json and the tables, OUT/study_results.md the table."""
+  root = os.path.abspath("/tmp/parts_kit_study" if not FLAGS.workdir
+                         else FLAGS.workdir + "_study")
+  spec = f"presets={','.join(FLAGS.study_presets)};seeds={','.join(FLAGS.study_seeds)}"
+  study_overrides = dict(overrides, **{"data.cache": False,
+                                       "train.num_steps": FLAGS.study_steps,
+                                       "train.checkpoint_every": FLAGS.study_steps,
+                                       "train.max_checkpoints": 1})
+  cmd = [sys.executable, "-m", "experiments.sweep", "--config=experiments/configs/study.py",
+         f"--sweep={spec}", f"--workdir_root={root}", f"--jobs={FLAGS.study_jobs}"
+         ] + override_flags(study_overrides)
+  print(" ".join(cmd), f"  (for at most {seconds:.0f} s)", flush=True)
+  t0 = time.time()
+  with open(os.path.join(out, "study.log"), "w") as log:
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+      proc.wait(timeout=max(seconds, 1.0))
+    except subprocess.TimeoutExpired:
+      os.killpg(proc.pid, signal.SIGTERM)   # the runs save a checkpoint; unfinished rows stay out
+      proc.wait(timeout=60)
+  subprocess.run([sys.executable, "-m", "experiments.sweep", "--collect_only",
+                  f"--workdir_root={root}"], capture_output=True, text=True, timeout=120)
+  finished = 0
+  with tarfile.open(os.path.join(out, "study.tar.gz"), "w:gz") as tar:
+    for dirpath, _, files in os.walk(root):
+      for name in files:
+        rel = os.path.relpath(os.path.join(dirpath, name), root)
+        if name in ("metrics.json", "metrics.jsonl", "config.json", "results.md",
+                    "results.csv", "sweep.log"):
+          tar.add(os.path.join(dirpath, name), arcname=os.path.join("study", rel))
+          finished += name == "metrics.json"
+  if os.path.exists(os.path.join(root, "results.md")):
+    shutil.copy(os.path.join(root, "results.md"), os.path.join(out, "study_results.md"))
+  return dict(command=" ".join(cmd), returncode=proc.returncode, seconds=time.time() - t0,
+              runs_finished=finished,
+              runs_planned=len(FLAGS.study_presets) * len(FLAGS.study_seeds))
 
 
 def _last_jsonl(path: str) -> Dict[str, Any]:
@@ -397,15 +456,15 @@ def stage_archive(out: str, workdir: str) -> Dict[str, Any]:
 def main(argv):
   del argv
   t_start = time.time()
-  deadline = t_start + _BUDGET.value
-  out = os.path.abspath(_OUT.value or "kit_out")
+  deadline = t_start + FLAGS.budget_s
+  out = os.path.abspath(FLAGS.out or "kit_out")
   os.makedirs(out, exist_ok=True)
-  overrides = DRY_RUN_OVERRIDES if _DRY_RUN.value else {}
-  workdir = os.path.abspath(_WORKDIR.value or "/tmp/parts_kit_run")
+  overrides = DRY_RUN_OVERRIDES if FLAGS.dry_run else {}
+  workdir = os.path.abspath(FLAGS.workdir or "/tmp/parts_kit_run")
   report = Report(out)
-  report.data.update(dry_run=_DRY_RUN.value, budget_s=_BUDGET.value, argv=sys.argv)
-  stages = set(_STAGES.value)
-  unknown = stages - {"device", "equivalence", "correctness", "timings", "train"}
+  report.data.update(dry_run=FLAGS.dry_run, budget_s=FLAGS.budget_s, argv=sys.argv)
+  stages = set(FLAGS.stages)
+  unknown = stages - {"device", "equivalence", "correctness", "timings", "train", "study"}
   if unknown:
     raise app.UsageError(f"unknown --stages {sorted(unknown)}")
   report.stage("device", stage_device)
@@ -415,9 +474,12 @@ def main(argv):
     report.stage("correctness", lambda: stage_correctness(overrides))
   if "timings" in stages:
     report.stage("timings", lambda: stage_timings(
-        overrides, min(t_start + _TIMINGS_BUDGET.value, deadline - _RESERVE.value - 30)))
+        overrides, min(t_start + FLAGS.timings_budget_s, deadline - FLAGS.reserve_s - 30)))
+  if "study" in stages:
+    study_s = deadline - time.time() - 30 - (FLAGS.reserve_s + 60 if "train" in stages else 0)
+    report.stage("study", lambda: stage_study(out, overrides, study_s))
   if "train" in stages:
-    train_s = deadline - time.time() - _RESERVE.value
+    train_s = deadline - time.time() - FLAGS.reserve_s
     report.stage("train", lambda: stage_train(out, workdir, overrides, train_s))
     if os.path.isdir(os.path.join(workdir, "checkpoints")):
       report.stage("evaluate", lambda: stage_evaluate(out, workdir))
@@ -430,5 +492,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   with contextlib.suppress(KeyboardInterrupt):
     app.run(main)

@@ -1,6 +1,6 @@
 """Data throughput: sprites generation, cache write/read, batching.
 
-  python benchmarks/data_throughput.py [--num_episodes 512] [--batch_size 8]
+  python -m benchmarks.data_throughput [--num_episodes 512] [--batch_size 8]
 
 Prints one JSON object (sequences per second; one sequence = one episode).
 The cache is written to a temporary directory unless --data_dir is given.
@@ -9,17 +9,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from datasets import cache  # pylint: disable=g-import-not-at-top,wrong-import-position
-from datasets import pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
-from datasets import sprites  # pylint: disable=g-import-not-at-top,wrong-import-position
+from datasets import cache
+from datasets import pipeline
+from datasets import sprites
 
 
 def main():

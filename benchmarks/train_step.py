@@ -86,7 +86,8 @@ def main(argv):
       config=config.data.name, time_loop=model.time_loop, conv_impl=model.conv_impl,
       batch_size=b, num_frames=t, image_size=config.data.image_size,
       num_slots=config.model.num_slots, devices=jax.device_count(),
-      backend=jax.default_backend(), step_s=step_s, frames_per_s=b * t / step_s,
+      backend=jax.default_backend(), step_s=step_s, steps_per_s=1.0 / step_s,
+      frames_per_s=b * t / step_s,
       flops_per_step=flops, achieved_flops=flops / step_s, peak_flops=peak,
       mfu=flops / step_s / peak, flops_share=flops_share(model, run.state, batch))))
 

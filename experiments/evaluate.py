@@ -15,6 +15,10 @@ DIR has no config.json. Restores the latest checkpoint of DIR and writes DIR/eva
   ari                         ARI of all pixels (background included), last frame
   mse                         reconstruction MSE, last frame
   fg_ari_per_step, ari_per_step, mse_per_step    the same for every step t = 0..T-1
+  diagnostics                 FG-ARI (last frame, and per step) of other per-pixel argmaxes, to
+                              tell where a segmentation is lost (not the paper's number):
+                              masks_refined (decoder masks of the refined posterior lambda_t^N),
+                              responsibilities (p(k | x_i)), attention (slot attention)
   num_sequences, num_sequences_requested, num_sequences_scored, num_frames_without_foreground
   num_slots, num_slots_trained, preset, seed, data, dataset_label, workdir
   rollout_*                   with eval.burn_in > 0: observe burn_in frames, then predict
@@ -70,6 +74,7 @@ def make_eval_step(model, num_true: int, burn_in: int, rollout_steps: int):
     segs = batch.get("segmentations")
     if segs is not None:
       result.update(_segmentation_metrics(segs, out["masks"], num_true))
+      result.update(diagnostic_fg_ari(model, params, batch, out, num_true))
     if burn_in > 0:
       t = batch["video"].shape[1]
       ro = model.rollout(params, jax.random.fold_in(rng, 1), batch, burn_in, rollout_steps)
@@ -82,6 +87,31 @@ def make_eval_step(model, num_true: int, burn_in: int, rollout_steps: int):
     return result
 
   return eval_step
+
+
+DIAGNOSTICS = ("masks_refined", "responsibilities", "attention")
+
+
+def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp.ndarray]:
+  """Per-frame FG-ARI [B, T] of the diagnostic segmentations (`PARTS.segmentation_maps`):
+  fg_ari_<name> for name in DIAGNOSTICS. The frames without foreground are those of `has_fg`."""
+  maps = model.segmentation_maps(params, batch["video"], out)
+  return {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
+                                                     num_true=num_true)[0]
+          for name in DIAGNOSTICS}
+
+
+def diagnostic_summary(outs: Dict[str, np.ndarray]) -> Dict[str, Any]:
+  """{"diagnostics": {...}}: last-frame and per-step means of the diagnostic FG-ARIs (the frames
+  left out of the headline are left out here too)."""
+  diag = dict(note="diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "
+                   "(masks_refined: decoder masks of the refined posterior lambda_t^N at its "
+                   "mean; responsibilities: p(k | x_i); attention: slot-attention weights)")
+  for name in DIAGNOSTICS:
+    summary = metrics.summarize_fg_ari(outs[f"fg_ari_{name}"], outs["has_fg"])
+    diag[f"fg_ari_{name}"] = summary["fg_ari"]
+    diag[f"fg_ari_{name}_per_step"] = summary["fg_ari_per_step"]
+  return dict(diagnostics=diag)
 
 
 def make_static_step(model, num_true: int):
@@ -223,6 +253,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     result.update(_summary([outs]))
     result["ari_per_step"] = _mean_per_step(outs["ari"])
     result["ari"] = result["ari_per_step"][-1]
+    result.update(diagnostic_summary(outs))
   else:
     result.update(fg_ari=None, fg_ari_per_step=None, ari=None, ari_per_step=None,
                   num_sequences_scored=0, num_frames_without_foreground=None,
@@ -236,8 +267,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     with open(output, "w") as f:
       json.dump(result, f, indent=2)
-    say(f"FG-ARI (last frame) {result['fg_ari']} | ARI {result['ari']} | MSE {result['mse']:.5f}"
-        f"\nWrote {output}", flush=True)
+    say(f"FG-ARI (last frame) {result['fg_ari']} | ARI {result['ari']} | MSE {result['mse']:.5f}",
+        flush=True)
+    if "diagnostics" in result:
+      d = result["diagnostics"]
+      say("Diagnostics (FG-ARI, last frame; not the paper's number): " + " | ".join(
+          f"{name} {d[f'fg_ari_{name}']:.4f}" if d[f"fg_ari_{name}"] is not None else
+          f"{name} n/a" for name in DIAGNOSTICS), flush=True)
+    say(f"Wrote {output}", flush=True)
   return result
 
 

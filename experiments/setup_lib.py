@@ -1,8 +1,11 @@
 """Shared set-up for the entry points: config checks, model building, devices, workdir files."""
 import json
+import logging as std_logging
 import os
 from typing import Any, Dict, Optional, Tuple
 
+from absl import flags
+from absl import logging as absl_logging
 import jax
 import ml_collections
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -73,6 +76,20 @@ def global_batch(local_batch, data_sharding: NamedSharding):
   """Assembles this process's slice of the global batch into a global, sharded jax.Array."""
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(data_sharding, x), local_batch)
+
+
+def library_logs_to_file(path: str) -> None:
+  """Library INFO logs (orbax writes ~90 lines per checkpoint) go to `path`, not the console,
+  which keeps our progress lines and every warning; unless --verbosity is given on the command
+  line (then absl's console logging is left as asked)."""
+  if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
+    return
+  absl_logging.get_absl_handler().setLevel(std_logging.WARNING)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  handler = std_logging.FileHandler(path)
+  handler.setLevel(std_logging.INFO)
+  handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+  std_logging.getLogger().addHandler(handler)
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:

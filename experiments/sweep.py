@@ -48,6 +48,10 @@ FLAGS = flags.FLAGS
 METRICS = ("fg_ari", "ari", "mse")
 # With --config.eval.static_steps=S (evaluate.py, Fig 7): the static unroll at step T (the
 # training length, num_frames; "_at_t") and at its last step S.
+# The segmentation diagnostics of evaluate.py (metrics.json "diagnostics") and the training speed
+# (median train/steps_per_s of WORKDIR/metrics.jsonl).
+DIAG_METRICS = ("fg_ari_masks_refined", "fg_ari_responsibilities", "fg_ari_attention",
+                "steps_per_s")
 STATIC_METRICS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 
@@ -266,13 +270,15 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
       with open(os.path.join(dirpath, "metrics.json")) as f:
         m = json.load(f)
       m.update(_static_at_t(m))
+      m.update({k: v for k, v in (m.get("diagnostics") or {}).items() if k in DIAG_METRICS})
+      m["steps_per_s"] = _steps_per_s(os.path.dirname(dirpath))
       rel = os.path.relpath(os.path.dirname(dirpath), root)
       parts = rel.split(os.sep)
       group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
       runs.append(dict(run=rel, group=group, preset=m.get("preset") or parts[0],
                        seed=m.get("seed"), step=m.get("step"),
                        num_sequences=m.get("num_sequences"),
-                       **{k: _number(m.get(k)) for k in METRICS + STATIC_METRICS}))
+                       **{k: _number(m.get(k)) for k in METRICS + DIAG_METRICS + STATIC_METRICS}))
   if not runs:
     raise FileNotFoundError(f"no */eval/metrics.json under {root}: run the sweep (or "
                             "python -m experiments.evaluate) first")
@@ -282,7 +288,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
     members = [r for r in runs if r["group"] == group]
     g = dict(group=group, preset=members[0]["preset"], num_runs=len(members),
              seeds=[r["seed"] for r in members])
-    for k in METRICS + STATIC_METRICS:
+    for k in METRICS + DIAG_METRICS + STATIC_METRICS:
       values = np.array([r[k] for r in members if r[k] is not None], np.float64)
       g[k] = float(values.mean()) if values.size else None
       g[f"{k}_std"] = float(values.std()) if values.size else None
@@ -295,7 +301,18 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
 
 CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",
                "ari", "ari_std", "mse", "mse_std", "num_sequences", "run") + tuple(
-                   c for k in STATIC_METRICS for c in (k, f"{k}_std"))
+                   c for k in DIAG_METRICS + STATIC_METRICS for c in (k, f"{k}_std"))
+
+
+def _steps_per_s(workdir: str) -> Optional[float]:
+  """Median train/steps_per_s logged in WORKDIR/metrics.jsonl (None without a log)."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    rates = [json.loads(l).get("train/steps_per_s") for l in f if l.strip()]
+  rates = [r for r in rates[1:] if r is not None]   # the first includes compilation
+  return float(np.median(rates)) if rates else None
 
 
 def _write_csv(path: str, runs, groups) -> None:
@@ -327,8 +344,11 @@ def _write_markdown(path: str, runs, groups) -> None:
   """Static-unroll columns (Fig 7) only when some run has them: at step T (the training
   length) and at the last step S."""
   static = any(r["static_fg_ari"] is not None or r["static_kl"] is not None for r in runs)
+  diag = any(r["fg_ari_responsibilities"] is not None for r in runs)
   names = ("static FG-ARI @T", "static MSE @T", "static KL @T", "static FG-ARI @S",
            "static MSE @S", "static KL @S") if static else ()
+  names = (("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
+            "FG-ARI attention (diag.)", "steps/s") if diag else ()) + names
   head = lambda first: "| " + " | ".join(first + ("FG-ARI", "ARI", "MSE") + names) + " |"
   rule = lambda n: "|" + "---|" * n
   lines = ["# Sweep results", "", "## Runs", "", head(("run", "preset", "seed", "step")),
@@ -336,6 +356,8 @@ def _write_markdown(path: str, runs, groups) -> None:
   for r in runs:
     cells = [r["run"], r["preset"], r["seed"], r["step"], _fmt(r["fg_ari"], 4),
              _fmt(r["ari"], 4), _fmt(r["mse"], 5)]
+    if diag:
+      cells += [_fmt(r[k], 4) for k in DIAG_METRICS[:3]] + [_fmt(r["steps_per_s"], 2)]
     if static:
       cells += [_fmt(r[f"static_{n}{at}"], d) for at in ("_at_t", "")
                 for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]
@@ -345,6 +367,8 @@ def _write_markdown(path: str, runs, groups) -> None:
   for g in groups:
     cells = [g["group"], g["preset"], g["num_runs"], _pm(g, "fg_ari", 4), _pm(g, "ari", 4),
              _pm(g, "mse", 5)]
+    if diag:
+      cells += [_pm(g, k, 4) for k in DIAG_METRICS[:3]] + [_pm(g, "steps_per_s", 2)]
     if static:
       cells += [_pm(g, f"static_{n}{at}", d) for at in ("_at_t", "")
                 for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]

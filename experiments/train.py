@@ -23,7 +23,7 @@ from ml_collections import config_flags
 
 from datasets import registry
 from datasets.base import DataError
-from experiments import checkpointing, setup_lib
+from experiments import checkpointing, evaluate, setup_lib
 from experiments.trainer import NonFiniteError, TrainStep, make_eval_step, make_optimizer  # pylint: disable=unused-import
 from parts_jax import metrics, visualize
 from parts_jax.config import ConfigError
@@ -208,6 +208,9 @@ def _evaluate_held_out(eval_step, params, batch, log: _Logger, step: int,
     summary = metrics.summarize_fg_ari(out["fg_ari"], out["has_fg"])
     if summary["fg_ari"] is not None:
       values["eval/fg_ari"] = float(summary["fg_ari"])
+    for name, value in evaluate.diagnostic_summary(out)["diagnostics"].items():
+      if name.startswith("fg_ari_") and not name.endswith("per_step") and value is not None:
+        values[f"eval_diagnostics/{name}"] = float(value)
   local_batch = batch if local_batch is None else local_batch
   video = np.asarray(jax.device_get(local_batch["video"]))[0]
   seg = local_batch.get("segmentations")
@@ -220,12 +223,17 @@ def _evaluate_held_out(eval_step, params, batch, log: _Logger, step: int,
 
 def main(argv):
   del argv
+  log_file = os.path.join(_WORKDIR.value, "train_log.txt")
+  if not _DISTRIBUTED.value and _PROCESS_ID.value == 0:   # before the first JAX log line
+    setup_lib.library_logs_to_file(log_file)
   if _DISTRIBUTED.value or _NUM_PROCESSES.value > 1:
     kwargs = {}
     if _NUM_PROCESSES.value > 1:
       kwargs = dict(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                     process_id=_PROCESS_ID.value)
     jax.distributed.initialize(**kwargs)
+    if _DISTRIBUTED.value and jax.process_index() == 0:
+      setup_lib.library_logs_to_file(log_file)
   print(f"JAX {jax.__version__}: {jax.process_count()} process(es), "
         f"{jax.local_device_count()} local / {jax.device_count()} global devices "
         f"({jax.default_backend()})", flush=True)

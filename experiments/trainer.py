@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from experiments import evaluate
 from parts_jax import metrics
 
 
@@ -101,7 +102,8 @@ class TrainStep:
 
 
 def make_eval_step(model, max_ids: int):
-  """(params, rng, batch) -> outputs with per-frame FG-ARI, for the held-out batch."""
+  """(params, rng, batch) -> outputs with per-frame FG-ARI (and the diagnostic FG-ARIs of
+  experiments.evaluate), for the held-out batch."""
 
   def eval_step(params, rng, batch):
     out = model.apply(params, rng, batch)
@@ -110,6 +112,7 @@ def make_eval_step(model, max_ids: int):
     if "segmentations" in batch:
       result["fg_ari"], result["has_fg"] = metrics.fg_ari_per_frame(
           batch["segmentations"], out["masks"], num_true=max_ids)
+      result.update(evaluate.diagnostic_fg_ari(model, params, batch, out, max_ids))
     return result
 
   return eval_step

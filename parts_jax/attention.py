@@ -16,11 +16,12 @@ class TopDownSlotAttention(hk.Module):
   """(s [B, K, Cq], O [B, H, W, C]) -> (slot outputs [B, K, Dv], attention [B, K, H, W])."""
 
   def __init__(self, qk_dim: int, value_dim: int, epsilon: float = 1e-8,
-               name: str = "slot_attention"):
+               query_layernorm: bool = False, name: str = "slot_attention"):
     super().__init__(name=name)
     self.qk_dim = qk_dim
     self.value_dim = value_dim
     self.epsilon = epsilon
+    self.query_layernorm = query_layernorm
 
   def __call__(self, s: jnp.ndarray, features: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
     chex.assert_rank([s, features], [3, 4])
@@ -30,6 +31,8 @@ class TopDownSlotAttention(hk.Module):
     o = hk.LayerNorm(-1, True, True, name="norm_inputs")(features.reshape(b, h * w, -1))
     keys = hk.Linear(self.qk_dim, with_bias=False, name="keys")(o)       # [B, HW, Dq]
     values = hk.Linear(self.value_dim, with_bias=False, name="values")(o)  # [B, HW, Dv]
+    if self.query_layernorm:
+      s = hk.LayerNorm(-1, True, True, name="norm_queries")(s)
     queries = hk.Linear(self.qk_dim, with_bias=False, name="queries")(s)  # [B, K, Dq]  Eq 4
     logits = jnp.einsum("bnd,bkd->bnk", keys, queries) / jnp.sqrt(float(self.qk_dim))
     attn = jax.nn.softmax(logits, axis=-1)                                 # Eq 5, over K

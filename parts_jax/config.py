@@ -27,6 +27,12 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.predictive_prior = False     # True: OP3-style prior = predictor output (5.1)
   c.use_actions = True           # False: actions are not fed to predictor / refiner
   c.second_order = False         # True: no stop-gradient on the dL/dlambda input
+  # Candidates of the segmentation study (experiments/configs/study.py); defaults = as before.
+  c.action_scale = 1.0           # actions are multiplied by this before entering P and E
+  c.refine_lambda_input = False  # True: lambda_k^{n-1} also enters the refinement MLP (Eq 3
+                                 # lists it as an input of E; 3.2.3 names grad and action)
+  c.query_layernorm = False      # True: LayerNorm on s_k before the query projection (Eq 4),
+                                 # as Slot Attention normalises its slots
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
@@ -88,6 +94,8 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     _positive(f"image_size[{i}]", s)
   if not c.beta >= 0:
     raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
+  if not c.action_scale > 0:
+    raise ConfigError(f"config.model.action_scale must be > 0, got {c.action_scale!r}")
   if not c.sigma_x > 0:
     raise ConfigError(f"config.model.sigma_x must be > 0, got {c.sigma_x!r}")
   if not isinstance(c.tbptt, int) or c.tbptt < 0:

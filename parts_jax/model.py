@@ -131,6 +131,28 @@ class PARTS:
     masks = likelihood.masks_from_logits(mask_logits)
     return dict(recon=likelihood.mixture_mean(masks, means), masks=masks, components=means)
 
+  def segmentation_maps(self, params: Params, video: jnp.ndarray,
+                        out: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
+    """Per-pixel slot scores [B, T, K, H, W] whose argmax over K is a segmentation.
+
+    "masks" (the headline, the paper's number): the decoder masks m_k of the posterior the loss
+    is taken on (lambda_t^0 with N = 1), as `apply` returns them. Diagnostics:
+    "masks_refined": the masks of the refined posterior lambda_t^N decoded at its mean;
+    "responsibilities": p(k | x_i) proportional to m_k N(x_i; C_k, sigma_x^2) (Eq 2's mixture);
+    "attention": the slot-attention weights of the last refinement step (Eqs 4-6).
+    video [B, T, H, W, 3]; out: the outputs of `apply` on that video.
+    """
+    video = jnp.asarray(video)
+    b, t = video.shape[:2]
+    chex.assert_rank(out["masks"], 5)
+    mu = distributions.split_lambda(out["posterior"])[0]                  # [B, T, K, D]
+    refined = self.decode(params, mu.reshape((b * t,) + mu.shape[2:]))["masks"]
+    flat = lambda a: a.reshape((b * t,) + a.shape[2:])
+    resp = likelihood.responsibilities(flat(video), flat(out["components"]),
+                                       jnp.log(flat(out["masks"])), self.config.sigma_x)
+    return dict(masks=out["masks"], masks_refined=refined.reshape(out["masks"].shape),
+                responsibilities=resp.reshape(out["masks"].shape), attention=out["attention"])
+
   def negative_elbo(self, params: Params, x: jnp.ndarray, lam: jnp.ndarray, eps: jnp.ndarray,
                     prior_lam: Optional[jnp.ndarray] = None):
     """Sum over the batch of -ELBO(x; lambda) with a fixed reparameterisation noise eps.
@@ -158,7 +180,7 @@ class PARTS:
                        "--config.model.use_actions=False for data without actions")
     actions = jnp.asarray(batch["actions"], video.dtype)
     chex.assert_shape(actions, (b, t, None))
-    return video, actions
+    return video, actions * self.config.action_scale
 
   def _refine_step(self, params, x, lam, prior_lam, a_prev, rng):
     """One refinement iteration (Eq 3). Returns (lambda^n, FrameELBO at lambda^{n-1},

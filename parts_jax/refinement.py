@@ -4,7 +4,8 @@ grad_lambda L, log p(x_t | z_t)).
 Two variants, chosen by `model.slot_attention`:
   True  (PARTS): bottom-up CNN -> top-down slot attention (queries from
         s_k = concat[lambda_k, a_{t-1}, grad_k], or lambda_k alone with `top_down` off) ->
-        slot-wise MLP on concat[slot output, grad_k, a_{t-1}] -> delta lambda_k.
+        slot-wise MLP on concat[slot output, grad_k, a_{t-1}] (and lambda_k with
+        `refine_lambda_input`) -> delta lambda_k.
   False (S-IODINE / OP3 baselines): an IODINE-style refinement network that sees image-sized
         inputs per slot (frame, component mean, mask, mask logits, responsibilities, per-pixel
         log-likelihood, coordinates) through a strided CNN, pooled, then an MLP with
@@ -27,12 +28,14 @@ class SlotAttentionRefiner(hk.Module):
 
   def __init__(self, encoder_channels: Sequence[int], kernel_size: int, coord_channels: bool,
                qk_dim: int, value_dim: int, mlp_hidden: Sequence[int], top_down: bool,
-               conv_impl: str = "xla", name: str = "refiner"):
+               conv_impl: str = "xla", lambda_input: bool = False,
+               query_layernorm: bool = False, name: str = "refiner"):
     super().__init__(name=name)
     self.encoder = BottomUpEncoder(encoder_channels, kernel_size, coord_channels, conv_impl)
-    self.attention = TopDownSlotAttention(qk_dim, value_dim)
+    self.attention = TopDownSlotAttention(qk_dim, value_dim, query_layernorm=query_layernorm)
     self.mlp_hidden = tuple(mlp_hidden)
     self.top_down = top_down
+    self.lambda_input = lambda_input
 
   def __call__(self, lam, x, action, grad, loglik_image, log_masks, means):
     del log_masks, means  # Only the IODINE-style refiner looks at decoder outputs per slot.
@@ -41,7 +44,8 @@ class SlotAttentionRefiner(hk.Module):
     o = self.encoder(x, loglik_image)
     s = jnp.concatenate([lam, action_k, grad], -1) if self.top_down else lam   # Eq 4 input
     slots_out, attn = self.attention(s, o)
-    h = jnp.concatenate([slots_out, grad, action_k], -1)
+    h = [slots_out, grad, action_k] + ([lam] if self.lambda_input else [])
+    h = jnp.concatenate(h, -1)
     delta = layers.DeltaMLP(self.mlp_hidden, two_d, name="refine_mlp")(h)
     return delta, attn
 
@@ -89,7 +93,8 @@ def make_refiner(cfg, conv_impl: str) -> hk.Module:
         encoder_channels=cfg.encoder.channels, kernel_size=cfg.encoder.kernel_size,
         coord_channels=cfg.encoder.coord_channels, qk_dim=cfg.attention.qk_dim,
         value_dim=cfg.attention.value_dim, mlp_hidden=cfg.refine.mlp_hidden,
-        top_down=cfg.top_down, conv_impl=conv_impl)
+        top_down=cfg.top_down, conv_impl=conv_impl, lambda_input=cfg.refine_lambda_input,
+        query_layernorm=cfg.query_layernorm)
   return IodineRefiner(
       channels=cfg.iodine.channels, kernel_size=cfg.iodine.kernel_size,
       strides=cfg.iodine.strides, mlp_hidden=cfg.refine.mlp_hidden, sigma_x=cfg.sigma_x,

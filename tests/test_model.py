@@ -139,6 +139,7 @@ VARIANTS = {
     "burn_in": dict(burn_in=2),
     "no_tbptt": dict(tbptt=0),
     "xla_conv": dict(conv_impl="xla"),
+    "study_switches": dict(refine_lambda_input=True, query_layernorm=True, action_scale=0.5),
 }
 
 
@@ -256,3 +257,40 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
       np.testing.assert_allclose(s[k], s_ref[k], rtol=1e-4, err_msg=f"{loop} {k}")
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * scale, err_msg=loop)
+
+
+def test_action_scale_equals_scaled_actions():
+  """model.action_scale = c on actions a gives exactly the model with scale 1 on c * a."""
+  model, params, batch = _setup(steps=3)
+  params = _perturbed(params)
+  scaled_model, _, _ = _setup(steps=3, action_scale=0.25)
+  scaled_batch = dict(batch, actions=0.25 * batch["actions"])
+  a = scaled_model.apply(params, jax.random.PRNGKey(1), batch)
+  b = model.apply(params, jax.random.PRNGKey(1), scaled_batch)
+  for key in ("loss", "posterior", "masks"):
+    np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
+  c = model.apply(params, jax.random.PRNGKey(1), batch)
+  assert np.abs(np.asarray(c["posterior"]) - np.asarray(a["posterior"])).max() > 1e-4
+
+
+def test_refine_lambda_input_widens_the_refinement_mlp_by_2d():
+  _, plain, _ = _setup(steps=2)
+  _, wide, _ = _setup(steps=2, refine_lambda_input=True)
+  name = [k for k in plain if k.endswith("refine_mlp/linear_0")]
+  assert len(name) == 1, list(plain)
+  d = tiny_model_config().slot_dim
+  assert wide[name[0]]["w"].shape[0] == plain[name[0]]["w"].shape[0] + 2 * d
+
+
+def test_query_layernorm_makes_attention_invariant_to_the_scale_of_s():
+  import haiku as hk
+  from parts_jax.attention import TopDownSlotAttention
+  s = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 6))
+  o = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 5))
+  for norm in (True, False):
+    f = hk.without_apply_rng(hk.transform(
+        lambda s, o, norm=norm: TopDownSlotAttention(8, 8, query_layernorm=norm)(s, o)))
+    p = f.init(jax.random.PRNGKey(2), s, o)
+    assert ("slot_attention/~/norm_queries" in p or "slot_attention/norm_queries" in p) == norm
+    same = np.allclose(f.apply(p, s, o)[1], f.apply(p, 7.0 * s, o)[1], atol=1e-5)
+    assert same == norm

@@ -199,3 +199,44 @@ def test_collect_static_unroll_columns(tmp_path):
 def test_collect_without_results(tmp_path):
   with pytest.raises(FileNotFoundError, match="metrics.json"):
     sweep.collect(str(tmp_path))
+
+
+def test_collect_diagnostic_and_speed_columns(tmp_path):
+  """The study table: the three diagnostic FG-ARIs from metrics.json's "diagnostics" and the
+  median logged steps/s (the first log line, which includes compilation, left out)."""
+  root = str(tmp_path)
+  for seed, resp, rates in ((0, 0.8, [0.1, 2.0, 3.0, 4.0]), (1, 0.9, [0.1, 4.0, 4.0, 6.0])):
+    _write_metrics(root, f"combined/seed{seed}", preset="combined", seed=seed, fg_ari=0.5,
+                   ari=0.4, mse=0.01, diagnostics=dict(
+                       note="diagnostics", fg_ari_masks_refined=0.6, fg_ari_responsibilities=resp,
+                       fg_ari_attention=0.7))
+    with open(os.path.join(root, f"combined/seed{seed}", "metrics.jsonl"), "w") as f:
+      for i, r in enumerate(rates):
+        f.write(json.dumps({"step": 20 * (i + 1), "train/steps_per_s": r}) + "\n")
+  _write_metrics(root, "old/seed0", preset="old", seed=0, fg_ari=0.1, ari=0.1, mse=0.01)
+  groups = {g["group"]: g for g in sweep.collect(root)["groups"]}
+  assert groups["combined"]["fg_ari_responsibilities"] == pytest.approx(0.85)
+  assert groups["combined"]["fg_ari_responsibilities_std"] == pytest.approx(0.05)
+  assert groups["combined"]["steps_per_s"] == pytest.approx((3.0 + 4.0) / 2)  # medians 3, 4
+  assert groups["old"]["fg_ari_attention"] is None and groups["old"]["steps_per_s"] is None
+  with open(os.path.join(root, "results.md")) as f:
+    markdown = f.read()
+  assert ("| combined | combined | 2 | 0.5000 ± 0.0000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
+          "0.6000 ± 0.0000 | 0.8500 ± 0.0500 | 0.7000 ± 0.0000 | 3.50 ± 0.50 |") in markdown
+
+
+def test_study_presets_change_one_field_each():
+  from experiments.configs import sprites, study
+  base = sprites.get_config()
+  for name, changes in study.PRESETS.items():
+    c = study.get_config(name)
+    assert c.preset == name
+    for path, value in changes.items():
+      group, field = path.split(".")
+      assert c[group][field] == value, (name, path)
+      if field in base[group]:
+        assert base[group][field] != value, (name, path)
+    if name != "combined":
+      assert len(changes) <= 2 and (changes or name == "baseline")
+  with pytest.raises(ConfigError, match="unknown study preset"):
+    study.get_config("nope")
