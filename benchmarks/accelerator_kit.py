@@ -106,14 +106,9 @@ DRY_RUN_OVERRIDES = {
 def load_config(name: str, overrides: Dict[str, Any]):
   """experiments/configs/NAME.py's get_config() with `overrides` ({"a.b": value})."""
   import importlib  # pylint: disable=g-import-not-at-top
-  config = importlib.import_module(f"experiments.configs.{name}").get_config()
-  for path, value in overrides.items():
-    *parents, field = path.split(".")
-    node = config
-    for key in parents:
-      node = node[key]
-    node[field] = value
-  return config
+  from experiments.configs import common as configs  # pylint: disable=g-import-not-at-top
+  return configs.set_fields(importlib.import_module(f"experiments.configs.{name}").get_config(),
+                            overrides)
 
 
 def override_flags(overrides: Dict[str, Any]) -> List[str]:

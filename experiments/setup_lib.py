@@ -85,11 +85,41 @@ def library_logs_to_file(path: str) -> None:
   if "verbosity" in flags.FLAGS and flags.FLAGS["verbosity"].present:
     return
   absl_logging.get_absl_handler().setLevel(std_logging.WARNING)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  handler = std_logging.FileHandler(path)
+  handler = _LogFile(path)
   handler.setLevel(std_logging.INFO)
   handler.setFormatter(std_logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
   std_logging.getLogger().addHandler(handler)
+
+
+class _LogFile(std_logging.Handler):
+  """Appends to `path` once its folder exists (the workdir is created only after the config
+  checks pass); the records before that are kept in memory and written first."""
+
+  def __init__(self, path: str, max_pending: int = 10_000):
+    super().__init__()
+    self.path, self.max_pending = path, max_pending
+    self.pending, self.file = [], None
+
+  def emit(self, record: std_logging.LogRecord) -> None:
+    try:
+      line = self.format(record) + "\n"
+      if self.file is None and os.path.isdir(os.path.dirname(os.path.abspath(self.path))):
+        self.file = open(self.path, "a")
+        self.file.writelines(self.pending)
+        self.pending = []
+      if self.file is None:
+        if len(self.pending) < self.max_pending:
+          self.pending.append(line)
+      else:
+        self.file.write(line)
+        self.file.flush()
+    except Exception:  # pylint: disable=broad-except
+      self.handleError(record)
+
+  def close(self) -> None:
+    if self.file is not None:
+      self.file.close()
+    super().close()
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -1,6 +1,7 @@
 """Test helpers: a tiny model config and generated frames (no data files needed)."""
 import numpy as np
 
+from experiments.configs.common import set_fields
 from parts_jax import get_model_config
 
 
@@ -20,13 +21,7 @@ def tiny_model_config(**overrides):
   c.predictor.model_size = 16
   c.predictor.mlp_size = 16
   c.predictor.lstm_size = 16
-  for k, v in overrides.items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  return c
+  return set_fields(c, overrides)
 
 
 def moving_squares(rng: np.random.Generator, batch: int, steps: int, size: int,

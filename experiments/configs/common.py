@@ -50,3 +50,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.max_ids = 24                # upper bound on ground-truth ids (MOVi has <= 23 objects)
   c.eval.seed = 0
   return c
+
+
+def set_fields(config: ml_collections.ConfigDict, fields) -> ml_collections.ConfigDict:
+  """Sets {"group.field": value, ...} in `config` (in place; new fields are added) and returns
+  it: the presets of study.py and the accelerator kit's overrides."""
+  for path, value in fields.items():
+    *parents, field = path.split(".")
+    node = config
+    for key in parents:
+      node = node[key]
+    node[field] = value
+  return config

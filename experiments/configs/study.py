@@ -11,8 +11,7 @@ Each preset changes one thing against `baseline` (the default sprites config, un
 FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +- std over seeds.
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
-import importlib
-
+from experiments.configs import common, sprites
 from parts_jax.config import ConfigError
 
 # preset -> {config field: value}. Defaults they replace: train.rmsprop_eps 1e-6 and
@@ -42,12 +41,6 @@ def get_config(arg: str = "baseline"):
     raise ConfigError(f"unknown study preset {preset!r}; valid: {', '.join(PRESETS)}")
   if dataset not in ("", "sprites"):
     raise ConfigError(f"the study runs on sprites only, got {dataset!r}")
-  c = importlib.import_module("experiments.configs.sprites").get_config()
-  for path, value in PRESETS[preset].items():
-    *parents, field = path.split(".")
-    node = c
-    for key in parents:
-      node = node[key]
-    node[field] = value
+  c = common.set_fields(sprites.get_config(), PRESETS[preset])
   c.preset = preset
   return c
