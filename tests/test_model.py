@@ -263,8 +263,13 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
     g, s = results[loop]
     for k in s_ref:   # float32 sums of ~1e7 over B x T x H x W in another order: ~1e-5 apart
       np.testing.assert_allclose(s[k], s_ref[k], rtol=1e-4, err_msg=f"{loop} {k}")
-    for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-5 * scale, err_msg=loop)
+    # Per leaf: within 1e-3 of the leaf's own largest gradient, so that small-gradient leaves
+    # (predictor, LSTM) are compared too; leaves whose gradient is zero in exact arithmetic
+    # (attention key biases) against 1e-6 of the largest gradient of all leaves.
+    for (path, a), b in zip(jax.tree_util.tree_flatten_with_path(g)[0], jax.tree.leaves(g_ref)):
+      tol = 1e-3 * max(np.abs(b).max(), 1e-3 * scale)
+      np.testing.assert_allclose(a, b, rtol=0, atol=tol,
+                                 err_msg=f"{loop} {jax.tree_util.keystr(path)}")
 
 
 def test_action_scale_equals_scaled_actions():
