@@ -338,3 +338,36 @@ def test_slot_attention_matches_numpy_eqs_4_to_6():
   np.testing.assert_allclose(attn, a.transpose(0, 2, 1).reshape(b, k, h, w), rtol=1e-4,
                              atol=1e-6)
   np.testing.assert_allclose(np.asarray(attn).sum(1), 1.0, rtol=1e-5)       # per pixel
+
+
+def test_strided_im2col_convolution_equals_xla():
+  """layers.Conv2D's two lowerings give the same values, SAME padding, strides 1 and 2, odd and
+  even sizes (the IODINE-style refiner uses stride 2)."""
+  import haiku as hk
+  from parts_jax import layers as layers_lib
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 6, 3))
+  for stride in (1, 2):
+    outs = {}
+    for impl in ("xla", "im2col"):
+      f = hk.without_apply_rng(hk.transform(
+          lambda x, impl=impl: layers_lib.Conv2D(5, 3, stride, impl, name="conv")(x)))
+      params = _perturbed(f.init(jax.random.PRNGKey(1), x))   # the same names for both
+      outs[impl] = np.asarray(f.apply(params, x))
+    assert outs["xla"].shape == (2, -(-7 // stride), -(-6 // stride), 5)
+    np.testing.assert_allclose(outs["im2col"], outs["xla"], rtol=1e-5, atol=1e-5)
+
+
+def test_second_order_lets_parameter_gradients_through_the_dl_dlambda_input():
+  """With second_order the parameter gradient also flows through the dL/dlambda input of the
+  refiner (a second derivative of the ELBO): the decoder's gradient changes; the loss does not."""
+  grads, losses = {}, {}
+  for second in (False, True):
+    model, params, batch = _setup(steps=2, second_order=second)
+    params = _perturbed(params)
+    loss_fn = lambda p, m=model, b=batch: m.apply(p, jax.random.PRNGKey(1), b)["loss"]
+    losses[second], grads[second] = jax.value_and_grad(loss_fn)(params)
+  np.testing.assert_allclose(losses[True], losses[False], rtol=1e-6)
+  dec = lambda g: np.concatenate([np.ravel(v) for k, leaf in sorted(g.items())
+                                  if k.startswith("decoder") for v in leaf.values()])
+  assert np.abs(dec(grads[True]) - dec(grads[False])).max() > 1e-3 * np.abs(
+      dec(grads[False])).max()

@@ -32,9 +32,12 @@ def _logged_step(workdir) -> int:
     return 0
 
 
-def _wait_for_step(workdir, proc, step: int) -> None:
-  deadline = time.time() + 200
-  while _logged_step(workdir) < step and proc.poll() is None and time.time() < deadline:
+def _wait_for_step(workdir, proc, step: int, timeout_s: float = 600) -> None:
+  """Waits until the run has logged `step`; fails loudly if it exits first or takes too long."""
+  deadline = time.time() + timeout_s
+  while _logged_step(workdir) < step:
+    assert proc.poll() is None, f"the run exited (rc {proc.returncode}) before logging step {step}"
+    assert time.time() < deadline, f"the run did not log step {step} within {timeout_s} s"
     time.sleep(0.05)
 
 
