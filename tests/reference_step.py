@@ -1,4 +1,5 @@
-"""An independent float64 NumPy reference of one PARTS time step (paper sections 3.1-3.3).
+"""An independent float64 NumPy reference of one PARTS time step (paper sections 3.1-3.3),
+with the IODINE-style refiner of the S-IODINE and OP3 rows.
 
 Written from the paper's equations and the module definitions, reading the model's Haiku
 parameters by name; it shares no code with parts_jax. dL/dlambda comes from central finite
@@ -66,10 +67,28 @@ def conv_same(x, p):
   return out + p["b"]
 
 
-def conv_stack(x, params, prefix, num_layers):
+def conv_same_strided(x, p, stride):
+  """SAME convolution with a stride: output ceil(H / stride), padding split as XLA does
+  (total max((out - 1) * stride + k - H, 0), the smaller half before)."""
+  if stride == 1:
+    return conv_same(x, p)
+  w = p["w"]
+  kh, kw = w.shape[:2]
+  n, h, wd, _ = x.shape
+  oh, ow = -(-h // stride), -(-wd // stride)
+  ph, pw = max((oh - 1) * stride + kh - h, 0), max((ow - 1) * stride + kw - wd, 0)
+  xp = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2), (0, 0)))
+  out = np.zeros((n, oh, ow, w.shape[-1]))
+  for i in range(kh):
+    for j in range(kw):
+      out += xp[:, i:i + (oh - 1) * stride + 1:stride, j:j + (ow - 1) * stride + 1:stride] @ w[i, j]
+  return out + p["b"]
+
+
+def conv_stack(x, params, prefix, num_layers, strides=None, activate_final=False):
   for i in range(num_layers):
-    x = conv_same(x, params[f"{prefix}/conv_{i}"])
-    if i < num_layers - 1:
+    x = conv_same_strided(x, params[f"{prefix}/conv_{i}"], strides[i] if strides else 1)
+    if i < num_layers - 1 or activate_final:
       x = relu(x)
   return x
 
@@ -173,6 +192,34 @@ def refine(params, cfg, lam, x, action, grad, loglik_image):
   return delta, attn.transpose(0, 2, 1).reshape(b, k, h, w)
 
 
+def refine_iodine(params, cfg, lam, x, action, grad, loglik_image, log_masks, means):
+  """The IODINE-style refiner of the S-IODINE / OP3 rows: per-slot image inputs through a
+  strided CNN, mean-pooled, then an MLP with [features, lambda, grad, action]. Returns
+  (delta lambda, responsibilities)."""
+  b, k, _ = lam.shape
+  _, h, w, _ = x.shape
+  s = cfg.sigma_x
+  log_n = np.sum(-0.5 * ((x[:, None] - means) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi),
+                 axis=-1)
+  resp = softmax(log_masks + log_n, axis=1)                            # p(k | x_i)
+  ll = loglik_image
+  ll = (ll - ll.mean(axis=(1, 2), keepdims=True)) / np.sqrt(
+      ll.var(axis=(1, 2), keepdims=True) + 1e-5)
+  per_slot = [np.broadcast_to(x[:, None], (b, k, h, w, 3)), means, np.exp(log_masks)[..., None],
+              log_masks[..., None], resp[..., None],
+              np.broadcast_to(ll[:, None, ..., None], (b, k, h, w, 1)),
+              np.broadcast_to(coords(h, w), (b, k, h, w, 2))]
+  feats = np.concatenate(per_slot, -1).reshape(b * k, h, w, -1)
+  feats = conv_stack(feats, params, "refiner/cnn", len(cfg.iodine.channels),
+                     strides=cfg.iodine.strides, activate_final=True)
+  feats = feats.mean(axis=(1, 2)).reshape(b, k, -1)
+  hid = np.concatenate([feats, lam, layer_norm(grad),
+                        np.broadcast_to(action[:, None], (b, k, action.shape[-1]))], -1)
+  for i in range(len(cfg.refine.mlp_hidden)):
+    hid = relu(linear(hid, params[f"refiner/refine_mlp/linear_{i}"]))
+  return linear(hid, params["refiner/refine_mlp/output"]), resp
+
+
 # --- section 3.2.1: prediction --------------------------------------------------------------
 def predict(params, cfg, lam, action, state):
   """lambda_t^0 = lam + P(lam, a): transformer over slots, slot-wise LSTM. Returns (lam0, state)."""
@@ -220,7 +267,11 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
   for n in range(cfg.num_refine_steps):
     fe = frame_elbo(params, x, lam, eps[n], cfg, prior)
     grad = elbo_gradient(params, x, lam, eps[n], cfg, prior)
-    delta, attn = refine(params, cfg, lam, x, carry.action, grad, fe.loglik_image)
+    if cfg.slot_attention:
+      delta, attn = refine(params, cfg, lam, x, carry.action, grad, fe.loglik_image)
+    else:
+      delta, attn = refine_iodine(params, cfg, lam, x, carry.action, grad, fe.loglik_image,
+                                  fe.log_masks, fe.means)
     decoded.append(fe)
     if observe:
       lam = lam + delta
