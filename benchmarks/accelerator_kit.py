@@ -54,6 +54,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
+from experiments import sweep
 
 FLAGS = flags.FLAGS
 
@@ -113,11 +114,12 @@ def load_config(name: str, overrides: Dict[str, Any]):
 
 def override_flags(overrides: Dict[str, Any]) -> List[str]:
   """--config.a.b=value flags for a subprocess."""
-  def fmt(v):
-    if isinstance(v, tuple):
-      return "(" + ",".join(str(x) for x in v) + ("," if len(v) == 1 else "") + ")"
-    return str(v)
-  return [f"--config.{k}={fmt(v)}" for k, v in overrides.items()]
+  return [f"--config.{k}={sweep.format_value(v)}" for k, v in overrides.items()]
+
+
+def _checkpoint_steps(workdir: str) -> List[int]:
+  """The steps of WORKDIR/checkpoints/<step>, ascending."""
+  return sorted(int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit())
 
 
 class Report:
@@ -323,8 +325,8 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     for name in ("metrics.jsonl", "config.json"):
       if os.path.exists(os.path.join(FLAGS.init_workdir, name)):
         shutil.copy(os.path.join(FLAGS.init_workdir, name), workdir)
-    steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
-    start_step = max(steps) if steps else 0
+    steps = _checkpoint_steps(workdir)
+    start_step = steps[-1] if steps else 0
   train_overrides = dict(overrides, **{"data.cache": False,
                                        "train.num_steps": FLAGS.num_steps})
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/sprites.py",
@@ -346,17 +348,17 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
   elapsed = time.time() - t0
   last = _last_jsonl(os.path.join(workdir, "metrics.jsonl"))
   end_step = int(last.get("step", start_step)) if last else start_step
-  steps = [int(s) for s in os.listdir(os.path.join(workdir, "checkpoints")) if s.isdigit()]
+  steps = _checkpoint_steps(workdir)
   result = dict(command=" ".join(cmd), returncode=proc.returncode, seconds_training=elapsed,
                 start_step=start_step, last_logged_step=end_step,
-                checkpoint_step=max(steps) if steps else None, last_log=last)
+                checkpoint_step=steps[-1] if steps else None, last_log=last)
   if proc.returncode not in (0, -signal.SIGTERM):
     with open(log_path) as f:
       tail = f.read()[-1500:]
     raise RuntimeError(f"train exited {proc.returncode}: {tail}")
-  rates = _rates(os.path.join(workdir, "metrics.jsonl"), start_step)
-  if rates:
-    result["median_steps_per_s"] = float(np.median(rates))
+  rate = sweep.median_steps_per_s(workdir, after_step=start_step)
+  if rate is not None:
+    result["median_steps_per_s"] = rate
   return result
 
 
@@ -409,15 +411,6 @@ def _last_jsonl(path: str) -> Dict[str, Any]:
   return json.loads(lines[-1]) if lines else {}
 
 
-def _rates(path: str, after_step: int) -> List[float]:
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    rows = [json.loads(l) for l in f if l.strip()]
-  return [r["train/steps_per_s"] for r in rows
-          if r["step"] > after_step + 20 and "train/steps_per_s" in r]
-
-
 def stage_evaluate(out: str, workdir: str) -> Dict[str, Any]:
   output = os.path.join(out, "eval_metrics.json")
   cmd = [sys.executable, "-m", "experiments.evaluate", f"--workdir={workdir}",
@@ -434,7 +427,7 @@ def stage_evaluate(out: str, workdir: str) -> Dict[str, Any]:
 
 def stage_archive(out: str, workdir: str) -> Dict[str, Any]:
   ckpt = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(s) for s in os.listdir(ckpt) if s.isdigit())
+  steps = _checkpoint_steps(workdir)
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {ckpt}")
   path = os.path.join(out, "checkpoint.tar.gz")

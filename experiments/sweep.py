@@ -271,7 +271,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
         m = json.load(f)
       m.update(_static_at_t(m))
       m.update({k: v for k, v in (m.get("diagnostics") or {}).items() if k in DIAG_METRICS})
-      m["steps_per_s"] = _steps_per_s(os.path.dirname(dirpath))
+      m["steps_per_s"] = median_steps_per_s(os.path.dirname(dirpath))
       rel = os.path.relpath(os.path.dirname(dirpath), root)
       parts = rel.split(os.sep)
       group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
@@ -304,14 +304,16 @@ CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", 
                    c for k in DIAG_METRICS + STATIC_METRICS for c in (k, f"{k}_std"))
 
 
-def _steps_per_s(workdir: str) -> Optional[float]:
-  """Median train/steps_per_s logged in WORKDIR/metrics.jsonl (None without a log)."""
+def median_steps_per_s(workdir: str, after_step: int = 0) -> Optional[float]:
+  """Median train/steps_per_s logged in WORKDIR/metrics.jsonl after `after_step` (a resumed
+  run's start), leaving out the first line (it includes compilation); None without any."""
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.exists(path):
     return None
   with open(path) as f:
-    rates = [json.loads(l).get("train/steps_per_s") for l in f if l.strip()]
-  rates = [r for r in rates[1:] if r is not None]   # the first includes compilation
+    rows = [json.loads(l) for l in f if l.strip()]
+  rates = [r.get("train/steps_per_s") for r in rows if r["step"] > after_step]
+  rates = [r for r in rates[1:] if r is not None]
   return float(np.median(rates)) if rates else None
 
 
