@@ -17,6 +17,5 @@ setuptools.setup(
         "test": ["pytest", "scikit-learn"],
         "room3d": ["mujoco"],
         "clevrer": ["opencv-python-headless"],
-        "tf": ["tensorflow"],   # only for reading MOVi / multi_object_datasets TFRecords
     },
 )

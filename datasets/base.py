@@ -18,9 +18,21 @@ import numpy as np
 
 Episode = Dict[str, np.ndarray]
 
+#: The two splits every loader provides, and their ids (random streams and
+#: cache keys of the generators use the id).
+SPLITS = ("train", "eval")
+SPLIT_IDS = {"train": 0, "eval": 1}
+
 
 class DataError(ValueError):
   """Bad or missing data: the message names the file (or source) and the fix."""
+
+
+def check_split(split: str, who: str = "data") -> None:
+  """DataError unless `split` is one of SPLITS; `who` names the loader."""
+  if split not in SPLITS:
+    raise DataError(f"{who}: unknown split {split!r}; valid: "
+                    f"{', '.join(SPLITS)}")
 
 
 class EpisodeSource(abc.ABC):
@@ -40,3 +52,11 @@ class EpisodeSource(abc.ABC):
   @abc.abstractmethod
   def __getitem__(self, index: int) -> Episode:
     ...
+
+
+def check_index(source: EpisodeSource, index) -> int:
+  """int(index); IndexError naming the source unless 0 <= index < len."""
+  if not 0 <= index < len(source):
+    raise IndexError(f"{source.origin}: index {index} out of range "
+                     f"[0, {len(source)})")
+  return int(index)

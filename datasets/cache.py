@@ -35,7 +35,7 @@ import tqdm
 from datasets import base
 from datasets import validation
 
-SPLIT_IDS = {"train": 0, "eval": 1}
+SPLIT_IDS = base.SPLIT_IDS
 MARKER = "COMPLETE.json"
 _BUILDER = "episodes"
 _VERSION = "1.0.0"
@@ -141,9 +141,7 @@ def build_cached(generator_name: str, params: Dict[str, object],
   Returns:
     The split directory; read it with CachedSource(path).
   """
-  if split not in SPLIT_IDS:
-    raise base.DataError(f"{generator_name}: unknown split {split!r}; valid: "
-                         f"{sorted(SPLIT_IDS)}")
+  base.check_split(split, generator_name)
   if num_episodes <= 0:
     raise base.DataError(f"{generator_name}: num_episodes for split {split!r} "
                          f"is {num_episodes}; set data.num_{split} > 0")
@@ -314,9 +312,7 @@ class CachedSource(base.EpisodeSource):
     return self._num
 
   def __getitem__(self, index: int) -> base.Episode:
-    if not 0 <= index < self._num:
-      raise IndexError(f"{self.origin}: index {index} out of range "
-                       f"[0, {self._num})")
+    index = base.check_index(self, index)
     k = int(np.searchsorted(self._starts, index, side="right")) - 1
     try:
       record = self._shards[k][int(index - self._starts[k])]

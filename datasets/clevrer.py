@@ -1,13 +1,21 @@
 """clevrer: CLEVRER mp4 videos with "derender proposals" masks (local files only).
 
-Expected in data.data_dir (the layout of the official zip files):
+Expected in data.data_dir, either layout of the official zip files:
   video_train/**/video_XXXXX.mp4        (split "train"; data.clevrer_train_dir)
   video_validation/**/video_XXXXX.mp4   (split "eval"; data.clevrer_eval_dir)
+or, as video_train.zip / video_validation.zip unpack (no top-level folder):
+  video_00000-01000/video_00000.mp4 ... in data.data_dir itself, split by the
+  release's numbering: train = videos 0..9999, eval = 10000..14999.
   derender_proposals/**/proposal_XXXXX.json  (or sim_XXXXX.json;
                                         data.clevrer_proposals_dir)
 Videos are matched to proposals by the number XXXXX; videos are used in
-numeric order. If the proposals folder does not exist, episodes have no
-segmentations; if it exists, every used video needs its proposal file.
+numeric order. Every used video needs its proposal file; a missing proposals
+folder is an error unless data.segmentations = False (then episodes have no
+segmentations and the folder is not looked at).
+
+Known broken files of the release are skipped, counted and reported once per
+source (a warning, and `ClevrerSource.skipped`): videos 7648 and 9777 (104
+frames instead of 128) and 10800 (broken annotation); see KNOWN_BROKEN.
 
 Frames: frames 0, s, 2s, ... (s = data.frame_stride, default 2) are decoded
 with OpenCV (`pip install opencv-python-headless`, the `clevrer` extra), the
@@ -33,15 +41,22 @@ import glob
 import json
 import os
 import re
+import warnings
 from typing import Dict, List, Optional
 
 import numpy as np
 
 from datasets import base
-from datasets import npz_episodes
+from datasets import resize
 
 _VIDEO_RE = re.compile(r"video_(\d+)\.mp4$")
 _PROPOSAL_RE = re.compile(r"(?:proposal|sim)_(\d+)\.json$")
+#: Video numbers of each split in the release (for the flat zip layout).
+SPLIT_NUMBERS = {"train": range(0, 10000), "eval": range(10000, 15000)}
+#: Broken in the release: skipped, counted and reported.
+KNOWN_BROKEN = {7648: "104 frames instead of 128",
+                9777: "104 frames instead of 128",
+                10800: "broken annotation"}
 
 
 # ----------------------------------------------------------------------------
@@ -180,6 +195,11 @@ def read_frames(path: str, stride: int, num_frames: int) -> np.ndarray:
 # Episode source.
 
 
+def _require_dir(folder: str, fix: str) -> None:
+  if not os.path.isdir(folder):
+    raise base.DataError(f"{folder}: no such folder; {fix}")
+
+
 def _numbered(folder: str, regex) -> Dict[int, str]:
   found = {}
   for path in glob.glob(os.path.join(folder, "**", "*"), recursive=True):
@@ -190,37 +210,63 @@ def _numbered(folder: str, regex) -> Dict[int, str]:
 
 
 class ClevrerSource(base.EpisodeSource):
-  """CLEVRER episodes decoded on demand."""
+  """CLEVRER episodes decoded on demand.
+
+  Args:
+    video_dir: searched recursively for video_XXXXX.mp4.
+    proposals_dir: searched recursively for proposal_XXXXX.json; None when
+      segmentations are not wanted (DataError if given but missing).
+    image_size, num_frames, frame_stride, min_score: see the module docstring.
+    max_videos: use the first max_videos videos (0 = all).
+    numbers: keep only videos with these numbers (None = all).
+  """
 
   action_dim = 0
 
   def __init__(self, video_dir: str, proposals_dir: Optional[str],
                image_size: int, num_frames: int, frame_stride: int = 2,
-               max_videos: int = 0, min_score: float = 0.0):
+               max_videos: int = 0, min_score: float = 0.0,
+               numbers: Optional[range] = None):
     self.origin = video_dir
-    if not os.path.isdir(video_dir):
-      raise base.DataError(
-          f"{video_dir}: no such folder. Unzip the CLEVRER videos there "
-          f"(video_train.zip / video_validation.zip) or set data.data_dir / "
-          f"data.clevrer_train_dir / data.clevrer_eval_dir.")
+    _require_dir(video_dir, "unzip the CLEVRER videos there (video_train.zip"
+                 " / video_validation.zip) or set data.data_dir / "
+                 "data.clevrer_train_dir / data.clevrer_eval_dir")
     videos = _numbered(video_dir, _VIDEO_RE)
+    if numbers is not None:
+      videos = {n: p for n, p in videos.items() if n in numbers}
     if not videos:
-      raise base.DataError(f"{video_dir}: no video_XXXXX.mp4 files found "
-                           f"(searched recursively)")
-    numbers = sorted(videos)
+      where = (f" numbered {numbers.start}..{numbers.stop - 1}"
+               if numbers is not None else "")
+      raise base.DataError(
+          f"{video_dir}: no video_XXXXX.mp4 files{where} found (searched "
+          f"recursively); unzip video_train.zip / video_validation.zip there "
+          f"or into video_train/ / video_validation/")
+    #: {video number: why} of the known broken videos left out.
+    self.skipped = {n: KNOWN_BROKEN[n] for n in sorted(videos)
+                    if n in KNOWN_BROKEN}
+    numbers = [n for n in sorted(videos) if n not in self.skipped]
+    if self.skipped:
+      warnings.warn(
+          f"{video_dir}: skipped {len(self.skipped)} known broken video(s) "
+          f"of the CLEVRER release: " + ", ".join(
+              f"{n} ({why})" for n, why in self.skipped.items()),
+          stacklevel=2)
     if max_videos > 0:
       numbers = numbers[:max_videos]
     self._videos = [videos[n] for n in numbers]
-    self.has_segmentations = proposals_dir is not None and os.path.isdir(
-        proposals_dir)
+    self.has_segmentations = proposals_dir is not None
     if self.has_segmentations:
+      _require_dir(proposals_dir, "unzip the derender proposals there, set "
+                   "data.clevrer_proposals_dir, or set "
+                   "data.segmentations=False to train without masks")
       proposals = _numbered(proposals_dir, _PROPOSAL_RE)
       missing = [n for n in numbers if n not in proposals]
       if missing:
         raise base.DataError(
             f"{proposals_dir}: no proposal_{missing[0]:05d}.json for "
             f"{videos[missing[0]]} ({len(missing)} videos lack proposals); "
-            f"add them or remove the proposals folder to train without masks")
+            f"add them or set data.segmentations=False to train without "
+            f"masks")
       self._proposals = [proposals[n] for n in numbers]
     self._size, self._frames = int(image_size), int(num_frames)
     self._stride, self._min_score = int(frame_stride), float(min_score)
@@ -232,12 +278,10 @@ class ClevrerSource(base.EpisodeSource):
     return len(self._videos)
 
   def __getitem__(self, index: int) -> base.Episode:
-    if not 0 <= index < len(self._videos):
-      raise IndexError(f"{self.origin}: index {index} out of range "
-                       f"[0, {len(self._videos)})")
+    index = base.check_index(self, index)
     path = self._videos[index]
     video = read_frames(path, self._stride, self._frames)
-    cv2 = _cv2()  # Area averaging, as npz_episodes.resize_video but faster.
+    cv2 = _cv2()  # Area averaging, as resize.resize_video but faster.
     small = [cv2.resize(f, (self._size, self._size),
                         interpolation=cv2.INTER_AREA) for f in video]
     episode = {"video": np.stack(small),
@@ -252,24 +296,31 @@ class ClevrerSource(base.EpisodeSource):
       frame_indices = [t * self._stride for t in range(self._frames)]
       ids = proposals_to_ids(proposals, frame_indices, *video.shape[1:3],
                              min_score=self._min_score, origin=proposal_path)
-      episode["segmentations"] = npz_episodes.resize_segmentations(
+      episode["segmentations"] = resize.resize_segmentations(
           ids, self._size, self._size)
     return episode
 
 
 def build_source(data_config, split: str) -> base.EpisodeSource:
   """CLEVRER episodes of `split` ("train" or "eval"); see the docstring."""
-  if split not in ("train", "eval"):
-    raise base.DataError(f"clevrer: unknown split {split!r}; valid: "
-                         f"['eval', 'train']")
+  base.check_split(split, "clevrer")
   get = data_config.get
   root = str(data_config.data_dir or "")
   default = "video_train" if split == "train" else "video_validation"
-  video_dir = os.path.join(root, get(f"clevrer_{split}_dir", None) or default)
-  proposals_dir = os.path.join(
-      root, get("clevrer_proposals_dir", None) or "derender_proposals")
+  custom = get(f"clevrer_{split}_dir", None)
+  numbers = None
+  if custom:
+    video_dir = os.path.join(root, custom)
+  elif os.path.isdir(os.path.join(root, default)):
+    video_dir = os.path.join(root, default)
+  else:  # The zips unpacked into data_dir: split by the release's numbers.
+    video_dir, numbers = root, SPLIT_NUMBERS[split]
+  proposals_dir = None
+  if get("segmentations", True):
+    proposals_dir = os.path.join(
+        root, get("clevrer_proposals_dir", None) or "derender_proposals")
   return ClevrerSource(video_dir, proposals_dir, int(data_config.image_size),
                        int(data_config.num_frames),
                        int(get("frame_stride", 2)),
                        int(get(f"num_{split}", 0) or 0),
-                       float(get("min_score", 0.0)))
+                       float(get("min_score", 0.0)), numbers)

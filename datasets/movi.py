@@ -1,57 +1,60 @@
-"""movi: Kubric MOVi-A..E videos from a local tfds build (never downloaded here).
+"""movi: Kubric MOVi-A..E videos from their published tfds build (local files).
 
-Expected on disk (the layout `gsutil -m cp -r gs://kubric-public/tfds/movi_a
-<data_dir>/` produces):
-  <data.data_dir>/<dataset>/<resolution>/<version>/dataset_info.json, *.tfrecord*
+Expected on disk, as published in gs://kubric-public/tfds/:
+  <data.data_dir>/<dataset>/<resolution>/<version>/dataset_info.json
+  <data.data_dir>/<dataset>/<resolution>/<version>/<dataset>-<split>.tfrecord-XXXXX-of-YYYYY
 with dataset = data.variant (or data.dataset; default "movi_a" when data.name
 is "movi", else data.name) in movi_a..movi_e, resolution =
 data.get("movi_resolution", "128x128"), version = data.get("movi_version",
-"1.0.0"). Split "train" reads tfds split "train", "eval" reads "validation".
+"1.0.0"). Copy one resolution (the destination folder must exist, or gsutil
+names the copy after it, one level too few):
+  mkdir -p <data_dir>/movi_a/128x128
+  gsutil -m cp -r gs://kubric-public/tfds/movi_a/128x128/1.0.0 <data_dir>/movi_a/128x128/
+Split "train" reads tfds split "train", "eval" reads "validation"; the shards
+of a split and their record counts come from dataset_info.json
+("splits"[i]["shardLengths"], file names from its "filepathTemplate" or the
+tfds default "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}").
 
-Each tfds example has `video` [T, H, W, 3] uint8 and `segmentations`
-[T, H, W, 1] uint8 (0 = background, k = instance k). It becomes an episode
-(see `datasets.base`) with the first data.num_frames frames, resized to
-data.image_size (video area-averaged, masks nearest neighbour), actions of
-width A = 0 and segmentations [T, H, W] int32 (ids kept as in MOVi).
+Each record is a serialised tf.train.Example (tfds features flattened with
+"/"); only two features are decoded, the rest (depth, flows, normals, object
+coordinates, instances/..., events/...) is skipped unread:
+  video          bytes_list of T PNG frames, [H, W, 3] uint8 each
+  segmentations  bytes_list of T PNG frames, [H, W, 1] uint8 each (0 =
+                 background, k = instance k; MOVi-A/B up to 10, C..E up to 23)
+and only the first data.num_frames frames of each. The records are read by
+`datasets.tfrecord` (no TensorFlow; both CRCs checked: a truncated or corrupt
+record is a DataError naming the shard and record), PNGs decoded by Pillow.
+An example becomes an episode (see `datasets.base`) resized to
+data.image_size (video area-averaged, masks nearest neighbour), with actions
+of width A = 0 and segmentations [T, S, S] int32 (ids kept as in MOVi).
 data.num_train / data.num_eval (when > 0) cap the number of episodes (the
 first ones of the split; 0 = the whole split).
 
-Reading the TFRecords needs TensorFlow, an optional extra
-(`pip install -e .[tf]`); it is imported only here, lazily. With data.cache
-(default True) the converted episodes are written once to the array_record
-cache (data.cache_dir, default `cache.default_data_dir()`), after which
-TensorFlow is no longer needed; otherwise they are held in memory.
-
-Also holds the helpers multi_object.py shares: import_tensorflow,
-SequentialReader, ListSource and cached_or_in_memory.
+With data.cache (default True) the converted episodes are written once to the
+array_record cache (data.cache_dir, default `cache.default_data_dir()`);
+otherwise they are held in memory.
 """
+import io
 import json
 import os
-from typing import Callable, Dict, Iterator
+from typing import Dict, Iterator, List, Tuple
 
 import numpy as np
 
 from datasets import base
-from datasets import npz_episodes
+from datasets import resize
+from datasets import sources
+from datasets import tfrecord
 
 VERSION = 1  # Of the conversion below; part of the cache key.
 _TFDS_SPLITS = {"train": "train", "eval": "validation"}
-
-
-def import_tensorflow(what: str):
-  """Imports TensorFlow or raises a DataError saying how to install it."""
-  try:
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise base.DataError(
-        f"{what} needs TensorFlow to read TFRecords, an optional extra: "
-        f"`pip install -e .[tf]` (or `pip install tensorflow`). ({e})") from e
-  return tf
+_DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
+KEYS = ("video", "segmentations")  # The only features decoded.
 
 
 def example_to_episode(example: Dict[str, np.ndarray], image_size: int,
                        num_frames: int, origin: str = "movi") -> base.Episode:
-  """A MOVi tfds example (NumPy) -> episode.
+  """A decoded MOVi example -> episode.
 
   Args:
     example: {"video": [T, H, W, 3] uint8, "segmentations": [T, H, W, 1]
@@ -78,7 +81,53 @@ def example_to_episode(example: Dict[str, np.ndarray], image_size: int,
   episode = {"video": video,
              "actions": np.zeros((len(video), 0), np.float32),
              "segmentations": seg}
-  return npz_episodes.fit_episode(episode, image_size, num_frames, origin)
+  return resize.fit_episode(episode, image_size, num_frames, origin)
+
+
+def decode_png_frames(frames: List[memoryview], channels: int,
+                      origin: str) -> np.ndarray:
+  """PNG-encoded frames -> [T, H, W, channels] uint8 (DataError if not)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  out = []
+  for t, data in enumerate(frames):
+    try:
+      with Image.open(io.BytesIO(data)) as image:
+        if image.format != "PNG":
+          raise ValueError(f"a {image.format} image")
+        array = np.asarray(image)
+    except (OSError, ValueError, SyntaxError) as e:
+      raise base.DataError(f"{origin}: frame {t} is not a readable PNG "
+                           f"({e})") from e
+    if array.ndim == 2:
+      array = array[..., None]
+    if array.dtype != np.uint8 or array.shape[-1] != channels:
+      raise base.DataError(f"{origin}: frame {t} is {array.dtype} "
+                           f"{array.shape}, expected uint8 [H, W, {channels}]")
+    out.append(array)
+  if len({a.shape for a in out}) > 1:
+    raise base.DataError(f"{origin}: frames differ in size "
+                         f"{sorted({a.shape for a in out})}")
+  return np.stack(out)
+
+
+def record_to_example(path: str, index: int, data,
+                      num_frames: int) -> Dict[str, np.ndarray]:
+  """One MOVi record -> {"video": [T', H, W, 3], "segmentations": [T', H, W,
+  1]} uint8 with T' = min(T, num_frames) (only those frames decoded)."""
+  features = tfrecord.example_features(path, index, data, KEYS)
+  origin = f"{path}: record {index}"
+  try:
+    video = features["video"].bytes_list()
+    seg = features["segmentations"].bytes_list()
+  except tfrecord.ProtoError as e:
+    raise base.DataError(f"{origin}: unexpected feature type ({e})") from e
+  if len(video) != len(seg):
+    raise base.DataError(f"{origin}: {len(video)} video frames but "
+                         f"{len(seg)} segmentation frames")
+  return {"video": decode_png_frames(video[:num_frames], 3,
+                                     f"{origin} video"),
+          "segmentations": decode_png_frames(seg[:num_frames], 1,
+                                             f"{origin} segmentations")}
 
 
 def _dataset_dir(data_config) -> str:
@@ -89,111 +138,70 @@ def _dataset_dir(data_config) -> str:
                       data_config.get("movi_version", "1.0.0"))
 
 
-def _split_size(directory: str, split: str) -> int:
-  """Examples in `split`, from the build's dataset_info.json (no TF needed)."""
+def split_shards(directory: str, split: str) -> Tuple[List[str], List[int]]:
+  """(shard paths, records per shard) of a tfds `split`, from the build's
+  dataset_info.json; DataError if it is unreadable or a shard is missing."""
   path = os.path.join(directory, "dataset_info.json")
   try:
     with open(path) as f:
-      splits = {s["name"]: s for s in json.load(f)["splits"]}
-    return sum(int(n) for n in splits[split]["shardLengths"])
+      info = json.load(f)
+    splits = {s["name"]: s for s in info["splits"]}
+    lengths = [int(n) for n in splits[split]["shardLengths"]]
+    template = splits[split].get("filepathTemplate") or _DEFAULT_TEMPLATE
+    name, file_format = info["name"], info.get("fileFormat") or "tfrecord"
   except (OSError, ValueError, KeyError, TypeError) as e:
-    raise base.DataError(f"{path}: cannot read the size of split {split!r} "
+    raise base.DataError(f"{path}: cannot read the shards of split {split!r} "
                          f"({type(e).__name__}: {e}); is the tfds build "
                          f"complete?") from e
+  if file_format != "tfrecord":
+    raise base.DataError(f"{path}: the build's files are {file_format!r}; "
+                         f"only the published TFRecord format is read")
+  files = []
+  for i in range(len(lengths)):
+    shard = (template.replace("{DATASET}", name).replace("{SPLIT}", split)
+             .replace("{FILEFORMAT}", file_format)
+             .replace("{SHARD_X_OF_Y}", f"{i:05d}-of-{len(lengths):05d}")
+             .replace("{SHARD_INDEX}", f"{i:05d}")
+             .replace("{NUM_SHARDS}", f"{len(lengths):05d}"))
+    files.append(os.path.join(directory, shard))
+    if not os.path.isfile(files[-1]):
+      raise base.DataError(f"{files[-1]}: missing ({len(lengths)} shards "
+                           f"listed in {path}); copy the whole build")
+  return files, lengths
 
 
-def _read_examples(directory: str, split: str, start: int,
-                   count: int) -> Iterator[Dict[str, np.ndarray]]:
-  """Examples start..start+count-1 of a tfds split, as NumPy (needs TF)."""
-  import_tensorflow(directory)
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  try:
-    builder = tfds.builder_from_directory(directory)
-    dataset = builder.as_dataset(split=f"{split}[{start}:{start + count}]",
-                                 shuffle_files=False)
-  except Exception as e:  # pylint: disable=broad-except
-    raise base.DataError(f"{directory}: cannot open the tfds split {split!r} "
-                         f"({type(e).__name__}: {e})") from e
-  dataset = dataset.map(lambda ex: {"video": ex["video"],
-                                    "segmentations": ex["segmentations"]})
-  yield from tfds.as_numpy(dataset)
+def read_examples(files: List[str], lengths: List[int], start: int,
+                  num_frames: int) -> Iterator[Dict[str, np.ndarray]]:
+  """Examples start, start + 1, ... of the shards (see record_to_example);
+  the shard holding `start` is found from the shard lengths."""
+  first = 0
+  while first < len(files) and start >= lengths[first]:
+    start -= lengths[first]
+    first += 1
+  for path, index, data in tfrecord.read_files(files[first:], "", start):
+    yield record_to_example(path, index, data, num_frames)
 
 
-class SequentialReader:
-  """Random access, for `cache.build_cached`, over a sequential reader.
-
-  build_cached asks for episodes 0, 0, 1, 2, ... (and a resumed run starts at
-  a later index); `open_at(i)` must return an iterator of episodes i, i+1, ...
-  It is re-opened only when going backwards.
-  """
-
-  def __init__(self, open_at: Callable[[int], Iterator[base.Episode]],
-               origin: str):
-    self._open_at, self._origin = open_at, origin
-    self._iterator, self._next, self._last = None, 0, (None, None)
-
-  def __call__(self, index: int) -> base.Episode:
-    if self._last[0] == index:
-      return self._last[1]
-    if self._iterator is None or index < self._next:
-      self._iterator, self._next = self._open_at(index), index
-    while self._next <= index:
-      try:
-        episode = next(self._iterator)
-      except StopIteration:
-        raise base.DataError(f"{self._origin}: has only {self._next} "
-                             f"examples; lower data.num_train / "
-                             f"data.num_eval") from None
-      self._next += 1
-    self._last = (index, episode)
-    return episode
-
-
-class ListSource(base.EpisodeSource):
-  """Episodes held in memory."""
-
-  has_segmentations = True
-
-  def __init__(self, episodes, origin: str):
-    self._episodes, self.origin = list(episodes), origin
-    if self._episodes:
-      self.action_dim = self._episodes[0]["actions"].shape[-1]
-
-  def __len__(self) -> int:
-    return len(self._episodes)
-
-  def __getitem__(self, index: int) -> base.Episode:
-    return self._episodes[index]
-
-
-def cached_or_in_memory(data_config, split: str, name: str, params: dict,
-                        open_at, num: int, origin: str) -> base.EpisodeSource:
-  """The `num` episodes of `open_at(0)`: cached (data.cache) or in memory."""
-  reader = SequentialReader(open_at, origin)
-  if not data_config.get("cache", True):
-    return ListSource([reader(i) for i in range(num)], origin)
-  from datasets import cache  # pylint: disable=g-import-not-at-top
-  path = cache.build_cached(
-      name, params, lambda split_id, index: reader(index), num,
-      data_dir=data_config.get("cache_dir", None) or None, split=split)
-  return cache.CachedSource(path)
+def missing_build_message(directory: str) -> str:
+  dataset, resolution = directory.rstrip(os.sep).split(os.sep)[-3:-1]
+  parent = os.path.dirname(directory.rstrip(os.sep))
+  return (f"{directory}: no MOVi tfds build here (dataset_info.json "
+          f"missing). Copy it there yourself: `mkdir -p {parent} && gsutil -m "
+          f"cp -r gs://kubric-public/tfds/{dataset}/{resolution}/"
+          f"{os.path.basename(directory.rstrip(os.sep))} {parent}/` (the "
+          f"folder must exist first), or set data.data_dir / data.variant / "
+          f"data.movi_resolution / data.movi_version.")
 
 
 def build_source(data_config, split: str) -> base.EpisodeSource:
   """MOVi episodes of `split` ("train" or "eval"); see the module docstring."""
-  if split not in _TFDS_SPLITS:
-    raise base.DataError(f"movi: unknown split {split!r}; valid: "
-                         f"{sorted(_TFDS_SPLITS)}")
+  base.check_split(split, "movi")
   directory = _dataset_dir(data_config)
   if not os.path.isfile(os.path.join(directory, "dataset_info.json")):
-    raise base.DataError(
-        f"{directory}: no MOVi tfds build here (dataset_info.json missing). "
-        f"Copy it there yourself, e.g. `gsutil -m cp -r "
-        f"gs://kubric-public/tfds/<movi_x>/<resolution> "
-        f"<data_dir>/<movi_x>/`, and set data.data_dir / data.variant / "
-        f"data.movi_resolution accordingly.")
+    raise base.DataError(missing_build_message(directory))
   tfds_split = _TFDS_SPLITS[split]
-  available = _split_size(directory, tfds_split)
+  files, lengths = split_shards(directory, tfds_split)
+  available = sum(lengths)
   num = int(data_config.get(f"num_{split}", 0) or 0)
   num = min(num, available) if num > 0 else available
   image_size, num_frames = int(data_config.image_size), int(
@@ -201,12 +209,14 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
   origin = f"{directory}[{tfds_split}]"
 
   def open_at(start):
-    for i, example in enumerate(_read_examples(directory, tfds_split, start,
-                                               num - start)):
+    examples = read_examples(files, lengths, start, num_frames)
+    for i, example in enumerate(examples):
+      if start + i >= num:
+        return
       yield example_to_episode(example, image_size, num_frames,
                                f"{origin}[{start + i}]")
 
   params = dict(version=VERSION, directory=os.path.abspath(directory),
                 split=tfds_split, image_size=image_size, num_frames=num_frames)
-  return cached_or_in_memory(data_config, split, "movi", params, open_at, num,
-                             origin)
+  return sources.cached_or_in_memory(data_config, split, "movi", params,
+                                     open_at, num, origin)

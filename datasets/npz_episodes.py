@@ -3,8 +3,7 @@
 The Playroom and Robotics Arm datasets of the PARTS paper were never publicly
 released. If you have recordings of your own (an agent moving a camera, a robot
 arm acting on objects), store them in this format and set
-`data.name='npz_episodes'` (or whatever name the registry maps to this module)
-and `data.data_dir=<root>`.
+`data.name='npz'` and `data.data_dir=<root>`.
 
 Layout:
   <root>/train/*.npz   training episodes; episode i is the i-th file in
@@ -48,6 +47,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from datasets import base
+from datasets import resize
 
 VIDEO_KEYS = ("video", "frames", "images")
 ACTION_KEYS = ("actions", "action")
@@ -65,78 +65,6 @@ def _missing_root_message(path: str) -> str:
       f"`python -m datasets.npz_episodes --src=<folder of .npz> "
       f"--dst={os.path.dirname(path.rstrip(os.sep)) or '<data_dir>'}`, or use "
       f"data.name='room3d' (a procedural 3D stand-in with camera actions).")
-
-
-# ----------------------------------------------------------------------------
-# Resizing (shared with the other loaders).
-
-
-def _resize_matrix(n_in: int, n_out: int) -> np.ndarray:
-  """[n_out, n_in] weights: area averaging when shrinking, else bilinear."""
-  weights = np.zeros((n_out, n_in))
-  if n_out <= n_in:  # Output pixel i covers input interval [i s, (i + 1) s).
-    scale = n_in / n_out
-    edges = np.arange(n_out + 1) * scale
-    for i in range(n_out):
-      lo, hi = edges[i], edges[i + 1]
-      for j in range(int(np.floor(lo)), min(int(np.ceil(hi)), n_in)):
-        weights[i, j] = (min(hi, j + 1) - max(lo, j)) / scale
-  elif n_in == 1:
-    weights[:] = 1.0
-  else:  # Pixel centres aligned (half-pixel convention), edges clamped.
-    x = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
-    left = np.minimum(np.floor(x).astype(int), n_in - 2)
-    frac = x - left
-    weights[np.arange(n_out), left] = 1 - frac
-    weights[np.arange(n_out), left + 1] += frac
-  return weights
-
-
-def resize_video(video: np.ndarray, height: int, width: int) -> np.ndarray:
-  """[T, h, w, 3] uint8 -> [T, height, width, 3] uint8 (rounded).
-
-  Separable per axis: exact area averaging when shrinking (e.g. the mean of
-  each 2x2 block when halving), bilinear when enlarging.
-  """
-  video = np.asarray(video)
-  if video.shape[1:3] == (height, width):
-    return video
-  rows = _resize_matrix(video.shape[1], height).astype(np.float32)
-  cols = _resize_matrix(video.shape[2], width).astype(np.float32)
-  out = np.tensordot(rows, video.astype(np.float32), axes=([1], [1]))
-  out = np.tensordot(out, cols, axes=([2], [1]))  # [height, T, 3, width]
-  out = out.transpose(1, 0, 3, 2)
-  return np.clip(np.round(out), 0, 255).astype(np.uint8)
-
-
-def resize_segmentations(seg: np.ndarray, height: int,
-                         width: int) -> np.ndarray:
-  """[T, h, w] ids -> [T, height, width] int32 by nearest neighbour.
-
-  Output pixel (i, j) takes input pixel (floor((i + .5) * h / height),
-  floor((j + .5) * w / width)), i.e. the one under its centre.
-  """
-  seg = np.asarray(seg)
-  h, w = seg.shape[1:3]
-  rows = np.minimum(((np.arange(height) + 0.5) * h / height).astype(int), h - 1)
-  cols = np.minimum(((np.arange(width) + 0.5) * w / width).astype(int), w - 1)
-  return seg[:, rows][:, :, cols].astype(np.int32)
-
-
-def fit_episode(episode: base.Episode, image_size: int, num_frames: int,
-                origin: str) -> base.Episode:
-  """Keeps the first `num_frames` frames and resizes to image_size^2."""
-  length = episode["video"].shape[0]
-  if length < num_frames:
-    raise base.DataError(f"{origin}: has {length} frames, fewer than "
-                         f"data.num_frames={num_frames}; lower data.num_frames")
-  out = {"video": resize_video(episode["video"][:num_frames], image_size,
-                               image_size),
-         "actions": np.asarray(episode["actions"][:num_frames], np.float32)}
-  if "segmentations" in episode:
-    out["segmentations"] = resize_segmentations(
-        episode["segmentations"][:num_frames], image_size, image_size)
-  return out
 
 
 # ----------------------------------------------------------------------------
@@ -290,19 +218,15 @@ class NpzEpisodeSource(base.EpisodeSource):
     return len(self._files)
 
   def __getitem__(self, index: int) -> base.Episode:
-    if not 0 <= index < len(self._files):
-      raise IndexError(f"{self.origin}: index {index} out of range "
-                       f"[0, {len(self._files)})")
+    index = base.check_index(self, index)
     path = self._files[index]
-    return fit_episode(load_episode(path), self._image_size, self._num_frames,
-                       path)
+    return resize.fit_episode(load_episode(path), self._image_size,
+                              self._num_frames, path)
 
 
 def build_source(data_config, split: str) -> base.EpisodeSource:
   """Episodes of <data.data_dir>/<split>/*.npz, split in {"train", "eval"}."""
-  if split not in ("train", "eval"):
-    raise base.DataError(f"npz_episodes: unknown split {split!r}; valid: "
-                         f"['eval', 'train']")
+  base.check_split(split, "npz_episodes")
   root = str(data_config.data_dir or "")
   if not root or not os.path.isdir(root):
     raise base.DataError(_missing_root_message(root or "<data.data_dir unset>"))

@@ -195,15 +195,3 @@ class BatchIterator:
     if hasattr(self, "_stop"):  # __init__ may have raised before setting it.
       self._stop.set()
 
-
-def split_for_devices(batch: Batch, num_devices: int) -> Batch:
-  """Reshapes every [B, ...] array to [num_devices, B // num_devices, ...]."""
-  out = {}
-  for key, value in batch.items():
-    if value.shape[0] % num_devices:
-      raise base.DataError(
-          f"batch {key!r} has {value.shape[0]} examples, not divisible by "
-          f"{num_devices} devices; make the per-process batch size a multiple "
-          "of the local device count")
-    out[key] = value.reshape((num_devices, -1) + value.shape[1:])
-  return out

@@ -8,11 +8,13 @@
   num_frames:  episode length T.
   num_train, num_eval: episode counts (generators).
   seed, min_objects, max_objects: generator settings.
-  cache:       generators only; True (default) writes the episodes once to an
+  action_dim:  optional; when set, the source's action width A must equal it
+               (e.g. 7 for the Robotics Arm), else build_source raises.
+  cache:       True (default) writes generated or converted episodes once to an
                array_record cache under data_dir, False generates them in memory.
 Generator-specific extras are read with .get(...) defaults (for sprites see
 `sprites.episode_params`).
-Every module other than sprites is imported only when named, and provides
+Every loader module is imported only when named, and provides
 `build_source(data_config, split)`.
 """
 import importlib
@@ -23,35 +25,6 @@ from datasets import pipeline
 
 NAMES = ("sprites", "room3d", "movi", "clevrer", "multi_object", "npz")
 _MODULES = {"npz": "npz_episodes"}
-SPLITS = ("train", "eval")
-
-
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise base.DataError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-
-
-def build_sprites(data_config, split: str) -> base.EpisodeSource:
-  """The sprites split: cached on disk (data.cache=True) or in memory."""
-  from datasets import sprites  # pylint: disable=g-import-not-at-top
-  _check_split(split)
-  params = sprites.episode_params(data_config)
-  seed = int(data_config.get("seed", 0))
-  num = data_config.get(f"num_{split}")
-  if num is None:
-    raise base.DataError(f"sprites: data.num_{split} is not set; set the "
-                         "number of episodes to generate")
-  num = int(num)
-  if not data_config.get("cache", True):
-    return sprites.SpritesSource(split, num, seed=seed, **params)
-  from datasets import cache  # pylint: disable=g-import-not-at-top
-  key = dict(params, seed=seed, version=sprites.VERSION)
-  split_id = cache.SPLIT_IDS[split]
-  assert split_id == sprites.SPLIT_IDS[split]
-  path = cache.build_cached(
-      "sprites", key, lambda s, i: sprites.make_episode(seed, s, i, **params),
-      num, data_config.get("data_dir"), split=split)
-  return cache.CachedSource(path)
 
 
 def build_source(data_config, split: str) -> base.EpisodeSource:
@@ -60,11 +33,16 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
   if name not in NAMES:
     raise base.DataError(f"unknown data.name {name!r}; valid names: "
                          f"{', '.join(NAMES)}")
-  _check_split(split)
-  if name == "sprites":
-    return build_sprites(data_config, split)
+  base.check_split(split)
   module = importlib.import_module(f"datasets.{_MODULES.get(name, name)}")
-  return module.build_source(data_config, split)
+  source = module.build_source(data_config, split)
+  expected = data_config.get("action_dim", None)
+  if expected is not None and source.action_dim != int(expected):
+    raise base.DataError(
+        f"{source.origin or name}: episodes have {source.action_dim} action "
+        f"dimensions but the config sets data.action_dim={expected}; record "
+        f"actions of that width or change data.action_dim")
+  return source
 
 
 def get_iterator(data_config, split: str, batch_size: int, *, seed: int,

@@ -46,7 +46,6 @@ Throughput (64x64, T=16, llvmpipe software GL): ~10 episodes/s per process.
 Montage for the docs:
   python -m datasets.room3d --montage docs/room3d_montage.png
 """
-import argparse
 import dataclasses
 import os
 import threading
@@ -55,6 +54,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 
 from datasets import base
+from datasets import montage
 
 #: Bump when the generator's output changes: it is part of the cache key.
 VERSION = 1
@@ -64,7 +64,7 @@ WALL_HEIGHT = 1.8
 OBJECT_RADIUS = 1.0  # Objects start within this distance of the room centre.
 CAMERA_RING = (1.6, 2.2)  # The camera stays at this distance from the centre.
 FOVY = 60.0
-_SPLITS = {"train": 0, "eval": 1}
+_SPLITS = base.SPLIT_IDS
 
 _EGL_HELP = (
     "room3d renders headless through EGL (MUJOCO_GL=egl, the default here): "
@@ -405,9 +405,7 @@ def episode_scene(seed: int, split: str, index: int, num_frames: int = 16,
                   min_objects: int = 3, max_objects: int = 6,
                   frame_dt: float = 0.1) -> Scene:
   """The scene of episode `index` of `split` (a pure function of the args)."""
-  if split not in _SPLITS:
-    raise base.DataError(f"room3d: unknown split {split!r}; valid: "
-                         f"{sorted(_SPLITS)}")
+  base.check_split(split, "room3d")
   if not 0 <= min_objects <= max_objects:
     raise base.DataError(f"room3d needs 0 <= min_objects <= max_objects, got "
                          f"{min_objects}..{max_objects}")
@@ -447,9 +445,7 @@ class Room3DSource(base.EpisodeSource):
 
   def __init__(self, split: str, num_episodes: int, *, seed: int = 0,
                **params):
-    if split not in _SPLITS:
-      raise base.DataError(f"room3d: unknown split {split!r}; valid: "
-                           f"{sorted(_SPLITS)}")
+    base.check_split(split, "room3d")
     self.split, self.seed, self.params = split, int(seed), params
     self._num = int(num_episodes)
     self.origin = f"room3d(seed={seed}, split={split})"
@@ -458,9 +454,7 @@ class Room3DSource(base.EpisodeSource):
     return self._num
 
   def __getitem__(self, index: int) -> base.Episode:
-    if not 0 <= index < self._num:
-      raise IndexError(f"{self.origin}: index {index} out of range "
-                       f"[0, {self._num})")
+    index = base.check_index(self, index)
     return generate_episode(self.seed, self.split, int(index), **self.params)
 
 
@@ -509,9 +503,7 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
   and read back from there; otherwise episodes are rendered on demand in the
   calling process.
   """
-  if split not in _SPLITS:
-    raise base.DataError(f"room3d: unknown split {split!r}; valid: "
-                         f"{sorted(_SPLITS)}")
+  base.check_split(split, "room3d")
   seed = int(data_config.get("seed", 0))
   num = int(data_config.num_train if split == "train" else data_config.num_eval)
   params = episode_params(data_config)
@@ -533,49 +525,10 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
   return cache.CachedSource(path)
 
 
-# ----------------------------------------------------------------------------
-# Montage for the docs.
-
-# Mask colours: black background, then easily told apart colours.
-_PALETTE = np.array([(0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25),
-                     (0, 130, 200), (245, 130, 48), (145, 30, 180),
-                     (70, 240, 240), (240, 50, 230), (210, 245, 60),
-                     (250, 190, 212), (0, 128, 128)], np.uint8)
-
-
-def montage(episodes: Sequence[base.Episode], every: int = 2,
-            scale: int = 2, gap: int = 2) -> np.ndarray:
-  """uint8 image: per episode a row of frames (every `every`-th) and masks."""
-  rows = []
-  for episode in episodes:
-    seg = episode["segmentations"][::every] % len(_PALETTE)
-    for frames in (episode["video"][::every], _PALETTE[seg]):
-      frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
-      frames = np.pad(frames, ((0, 0), (0, 0), (0, gap), (0, 0)),
-                      constant_values=255)
-      rows.append(np.pad(np.concatenate(list(frames), axis=1),
-                         ((0, gap), (0, 0), (0, 0)), constant_values=255))
-    rows[-1] = np.pad(rows[-1], ((0, 3 * gap), (0, 0), (0, 0)),
-                      constant_values=255)
-  return np.concatenate(rows, axis=0)
-
-
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--montage", default="docs/room3d_montage.png")
-  parser.add_argument("--num_episodes", type=int, default=2)
-  parser.add_argument("--num_frames", type=int, default=16)
-  parser.add_argument("--image_size", type=int, default=64)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  episodes = [generate_episode(args.seed, "train", i,
-                               image_size=args.image_size,
-                               num_frames=args.num_frames)
-              for i in range(args.num_episodes)]
-  Image.fromarray(montage(episodes)).save(args.montage)
-  print(f"wrote {args.montage}")
-
+  montage.main(__doc__.splitlines()[0], "docs/room3d_montage.png", 16,
+               lambda seed, i, **kw: generate_episode(seed, "train", i, **kw),
+               every=2, argv=argv)
 
 if __name__ == "__main__":
   main()

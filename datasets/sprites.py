@@ -29,16 +29,16 @@ equals a background pixel.
 Montage for the docs:
   python -m datasets.sprites --montage docs/sprites_montage.png
 """
-import argparse
 import colorsys
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from datasets import base
+from datasets import montage
 
 SHAPES = ("square", "circle", "triangle", "diamond", "star", "cross")
-SPLIT_IDS = {"train": 0, "eval": 1}
+SPLIT_IDS = base.SPLIT_IDS  # Episode i of split s: rng [seed, id(s), i].
 #: Bump when the generator's output changes: it is part of the cache key.
 VERSION = 1
 BG_MIN, BG_MAX = 64, 192
@@ -250,9 +250,7 @@ class SpritesSource(base.EpisodeSource):
 
   def __init__(self, split: str, num_episodes: int, *, seed: int = 0,
                **params):
-    if split not in SPLIT_IDS:
-      raise base.DataError(f"sprites: unknown split {split!r}; valid: "
-                           f"{sorted(SPLIT_IDS)}")
+    base.check_split(split, "sprites")
     self._split_id = SPLIT_IDS[split]
     self._num = int(num_episodes)
     self._seed = int(seed)
@@ -263,65 +261,34 @@ class SpritesSource(base.EpisodeSource):
     return self._num
 
   def __getitem__(self, index: int) -> base.Episode:
-    if not 0 <= index < self._num:
-      raise IndexError(f"{self.origin}: index {index} out of range "
-                       f"[0, {self._num})")
+    index = base.check_index(self, index)
     return make_episode(self._seed, self._split_id, int(index), **self._params)
 
 
-# ----------------------------------------------------------------------------
-# Montage for the docs.
-
-
-# Mask id colours: black background, then the matplotlib "tab10" colours.
-_PALETTE = np.array([(0, 0, 0), (31, 119, 180), (255, 127, 14), (44, 160, 44),
-                     (214, 39, 40), (148, 103, 189), (140, 86, 75),
-                     (227, 119, 194), (127, 127, 127), (188, 189, 34),
-                     (23, 190, 207)], dtype=np.uint8)
-
-
-def _mask_colours(num: int) -> np.ndarray:
-  """[num, 3] uint8 colours for mask ids 0..num-1 (cycling after 10 objects)."""
-  return _PALETTE[[0] + [1 + (k % 10) for k in range(num - 1)]]
-
-
-def montage(episodes: Sequence[base.Episode], scale: int = 2,
-            gap: int = 2) -> np.ndarray:
-  """[rows*H', T*W', 3] uint8 image: per episode one row of frames and one of masks."""
-  white = lambda h, w: np.full((h, w, 3), 255, np.uint8)
-  rows = []
-  for ep in episodes:
-    palette = _mask_colours(int(ep["segmentations"].max()) + 1)
-    for frames in (ep["video"], palette[ep["segmentations"]]):
-      frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
-      _, h, w, _ = frames.shape
-      row = []
-      for frame in frames:
-        row += [frame, white(h, gap)]
-      rows += [np.concatenate(row[:-1], axis=1), white(gap, 1)]
-    rows[-1] = white(4 * gap, 1)  # Wider gap between episodes.
-  width = rows[0].shape[1]
-  rows = [np.broadcast_to(r, (r.shape[0], width, 3)) if r.shape[1] == 1 else r
-          for r in rows[:-1]]
-  return np.concatenate(rows, axis=0)
+def build_source(data_config, split: str) -> base.EpisodeSource:
+  """The sprites split: cached on disk (data.cache=True) or in memory."""
+  base.check_split(split, "sprites")
+  params = episode_params(data_config)
+  seed = int(data_config.get("seed", 0))
+  num = data_config.get(f"num_{split}")
+  if num is None:
+    raise base.DataError(f"sprites: data.num_{split} is not set; set the "
+                         "number of episodes to generate")
+  num = int(num)
+  if not data_config.get("cache", True):
+    return SpritesSource(split, num, seed=seed, **params)
+  from datasets import cache  # pylint: disable=g-import-not-at-top
+  key = dict(params, seed=seed, version=VERSION)
+  path = cache.build_cached(
+      "sprites", key, lambda s, i: make_episode(seed, s, i, **params), num,
+      data_config.get("data_dir"), split=split)
+  return cache.CachedSource(path)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--montage", default="docs/sprites_montage.png")
-  parser.add_argument("--num_episodes", type=int, default=2)
-  parser.add_argument("--num_frames", type=int, default=10)
-  parser.add_argument("--image_size", type=int, default=64)
-  parser.add_argument("--seed", type=int, default=0)
-  args = parser.parse_args(argv)
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  episodes = [make_episode(args.seed, SPLIT_IDS["train"], i,
-                           num_frames=args.num_frames,
-                           image_size=args.image_size)
-              for i in range(args.num_episodes)]
-  Image.fromarray(montage(episodes)).save(args.montage)
-  print(f"wrote {args.montage}")
-
+  montage.main(__doc__.splitlines()[0], "docs/sprites_montage.png", 10,
+               lambda seed, i, **kw: make_episode(seed, SPLIT_IDS["train"], i,
+                                                  **kw), argv=argv)
 
 if __name__ == "__main__":
   main()

@@ -102,24 +102,3 @@ def validate_episode(episode: base.Episode, origin: str, *,
     _fail(origin, f"segmentations contain negative id {seg.min()}",
           "use 0 for background and 1..N for objects")
 
-
-def validate_batch(batch, origin: str = "batch") -> None:
-  """Raises DataError if `batch` is not in the batch format of datasets/base.py."""
-  for key in ("video", "actions"):
-    if key not in batch:
-      _fail(origin, f"no {key!r}", "batches need 'video' and 'actions'")
-  video = batch["video"]
-  if video.ndim != 5 or video.shape[-1] != 3 or video.dtype != np.float32:
-    _fail(origin, f"video is {video.dtype} {video.shape}, expected float32 "
-          "[B, T, H, W, 3]", "build batches with datasets.pipeline")
-  b, t, h, w = video.shape[:4]
-  if not np.isfinite(video).all() or video.min() < 0 or video.max() > 1:
-    _fail(origin, "video has values outside [0, 1] or NaN",
-          "fix the source episodes")
-  actions = batch["actions"]
-  if actions.ndim != 3 or actions.shape[:2] != (b, t):
-    _fail(origin, f"actions have shape {actions.shape}, expected "
-          f"[{b}, {t}, A]", "build batches with datasets.pipeline")
-  if "segmentations" in batch and batch["segmentations"].shape != (b, t, h, w):
-    _fail(origin, f"segmentations have shape {batch['segmentations'].shape}, "
-          f"expected {(b, t, h, w)}", "build batches with datasets.pipeline")

@@ -1,7 +1,11 @@
 """Tests for the public-dataset loaders: npz_episodes, movi, multi_object, clevrer.
 
-Every test writes its own tiny files (tmp_path) and checks values.
+Every test writes its own files (tmp_path) and checks values. MOVi and
+multi_object files are written byte for byte in the published formats by
+tests/published_formats.py (its own CRC, protobuf and PNG writers), and read
+without TensorFlow: none of these tests skips.
 """
+import gzip
 import json
 import os
 import sys
@@ -15,6 +19,10 @@ from datasets import clevrer
 from datasets import movi
 from datasets import multi_object
 from datasets import npz_episodes
+from datasets import resize
+from datasets import sources
+from datasets import tfrecord
+from tests import published_formats as formats
 
 
 def _config(**kwargs):
@@ -84,14 +92,14 @@ def test_resize_video_hand_computed():
   row = np.array([30, 90, 150], np.uint8)
   video = np.broadcast_to(row[None, None, :, None], (1, 2, 3, 3))
   # Width 3 -> 2 (area): (30 + 90 / 2) / 1.5 = 50, (90 / 2 + 150) / 1.5 = 130.
-  out = npz_episodes.resize_video(video, 2, 2)
+  out = resize.resize_video(video, 2, 2)
   np.testing.assert_array_equal(out[0, :, :, 0], [[50, 130], [50, 130]])
   # Width 2 -> 4 (bilinear, centres aligned): a, .75a + .25b, .25a + .75b, b.
   two = np.broadcast_to(np.array([40, 200], np.uint8)[None, None, :, None],
                         (1, 1, 2, 3))
-  out = npz_episodes.resize_video(two, 1, 4)
+  out = resize.resize_video(two, 1, 4)
   np.testing.assert_array_equal(out[0, 0, :, 1], [40, 80, 160, 200])
-  one = npz_episodes.resize_video(np.full((1, 1, 1, 3), 7, np.uint8), 3, 2)
+  one = resize.resize_video(np.full((1, 1, 1, 3), 7, np.uint8), 3, 2)
   np.testing.assert_array_equal(one, np.full((1, 3, 2, 3), 7))
 
 
@@ -231,61 +239,88 @@ def test_movi_example_to_episode():
     movi.example_to_episode({"video": video, "segmentations": seg[:, :4]}, 8, 3)
 
 
-def _movi_builder(videos, segs, tensor_features=False):
-  """A tfds builder laid out like Kubric's movi_a/128x128/1.0.0, tiny."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  t, h, w = videos.shape[1:4]
+@pytest.mark.parametrize("name", ["movi_a", "movi_e"])
+@pytest.mark.parametrize("cache", [False, True])
+def test_movi_published_build(tmp_path, name, cache):
+  rng = np.random.default_rng(20)
+  scenes = [formats.movi_scene(rng, max_objects=formats.MOVI_OBJECTS[name])
+            for _ in range(4)]
+  records = [formats.movi_record(name, v, s, rng, str(i))
+             for i, (v, s) in enumerate(scenes)]
+  # Train: records 0, 1 | 2 in two shards; validation: record 3.
+  formats.write_movi_build(tmp_path, name, {
+      "train": [records[:2], records[2:3]], "validation": [records[3:]]},
+      new_tfds=name == "movi_e")
+  config = _config(data_dir=str(tmp_path), name="movi", variant=name,
+                   image_size=64, num_frames=5, num_train=0, num_eval=0,
+                   cache=cache, cache_dir=str(tmp_path / "cache"))
+  for split, indices in (("train", [0, 1, 2]), ("eval", [3])):
+    source = movi.build_source(config, split)
+    assert len(source) == len(indices) and source.has_segmentations
+    for i, k in enumerate(indices):
+      video, seg = scenes[k]
+      episode = source[i]
+      np.testing.assert_allclose(episode["video"], _block_mean(video[:5], 2),
+                                 atol=0.51)
+      np.testing.assert_array_equal(episode["segmentations"],
+                                    seg[:5, 1::2, 1::2, 0])
+      assert episode["segmentations"].dtype == np.int32
+      assert episode["actions"].shape == (5, 0)
+  capped = movi.build_source(_config(data_dir=str(tmp_path), name=name,
+                                     num_train=2, image_size=128,
+                                     num_frames=24), "train")
+  assert len(capped) == 2
+  episode = capped[1]  # Full size and length: exact.
+  np.testing.assert_array_equal(episode["video"], scenes[1][0])
+  np.testing.assert_array_equal(episode["segmentations"], scenes[1][1][..., 0])
+  if name == "movi_e":
+    assert episode["segmentations"].max() <= 23
 
-  class MoviA(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """movi_a: video and segmentations (and some metadata)."""
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="128x128")]
 
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls):  # See datasets/cache.py.
-      return None
-
-    def _info(self):
-      if tensor_features:  # Writable without TensorFlow.
-        video = tfds.features.Tensor(shape=(t, h, w, 3), dtype=np.uint8)
-        seg = tfds.features.Tensor(shape=(t, h, w, 1), dtype=np.uint8)
-      else:  # As in MOVi.
-        video = tfds.features.Video(shape=(t, h, w, 3))
-        seg = tfds.features.Sequence(tfds.features.Image(shape=(h, w, 1)),
-                                     length=t)
-      return tfds.core.DatasetInfo(builder=self, features=tfds.features.
-                                   FeaturesDict({"video": video,
-                                                 "segmentations": seg}))
-
-    def _split_generators(self, dl_manager):
-      return {"train": self._generate_examples(range(len(videos) - 1)),
-              "validation": self._generate_examples([len(videos) - 1])}
-
-    def _generate_examples(self, indices):
-      for i in indices:
-        yield i, {"video": videos[i], "segmentations": segs[i]}
-
-  return MoviA
+def test_movi_reads_only_video_and_segmentations(tmp_path):
+  rng = np.random.default_rng(21)
+  video, seg = formats.movi_scene(rng, num_frames=3, size=16)
+  record = formats.movi_record("movi_a", video, seg, rng)
+  features = tfrecord.parse_example(record, movi.KEYS)
+  assert sorted(features) == ["segmentations", "video"]
+  example = movi.record_to_example("x", 0, record, num_frames=2)
+  np.testing.assert_array_equal(example["video"], video[:2])
+  np.testing.assert_array_equal(example["segmentations"], seg[:2])
+  everything = tfrecord.parse_example(record)
+  assert everything["metadata/num_frames"].int64s().tolist() == [3]
+  assert everything["forward_flow"].int64s().shape == (3 * 16 * 16 * 2,)
+  # A build whose video frames are not PNG.
+  bad = formats.example({"video": formats.bytes_feature([b"GIF89a"] * 3),
+                         "segmentations": formats.bytes_feature(
+                             [formats.png(f) for f in seg])})
+  with pytest.raises(base.DataError, match="record 7 video: frame 0"):
+    movi.record_to_example("x", 7, bad, 3)
+  only_video = formats.example({"video": formats.bytes_feature([b"x"])})
+  with pytest.raises(base.DataError, match=r"no feature 'segmentations' "
+                     r"\(found \['video'\]\)"):
+    movi.record_to_example("x", 7, only_video, 3)
 
 
-def test_movi_without_tensorflow_says_how_to_install(tmp_path, monkeypatch):
-  config = _config(data_dir=str(tmp_path), name="movi", variant="movi_a",
+def test_movi_missing_or_broken_build(tmp_path):
+  config = _config(data_dir=str(tmp_path), name="movi", variant="movi_c",
                    num_train=2)
-  with pytest.raises(base.DataError, match="dataset_info.json"):
+  with pytest.raises(base.DataError) as error:
     movi.build_source(config, "train")
-  rng = np.random.default_rng(12)
-  builder = _movi_builder(rng.integers(0, 9, (3, 2, 4, 4, 3), dtype=np.uint8),
-                          rng.integers(0, 9, (3, 2, 4, 4, 1), dtype=np.uint8),
-                          tensor_features=True)
-  builder(data_dir=str(tmp_path), file_format="array_record"
-          ).download_and_prepare()
-  assert os.path.isfile(tmp_path / "movi_a/128x128/1.0.0/dataset_info.json")
-  monkeypatch.setitem(sys.modules, "tensorflow", None)  # Import fails.
-  with pytest.raises(base.DataError, match=r"pip install -e \.\[tf\]"):
+  message = str(error.value)
+  parent = str(tmp_path / "movi_c" / "128x128")
+  # The hint creates the destination first, so gsutil copies 1.0.0 into it.
+  assert f"mkdir -p {parent} && gsutil -m cp -r " in message
+  assert f"gs://kubric-public/tfds/movi_c/128x128/1.0.0 {parent}/" in message
+  rng = np.random.default_rng(22)
+  video, seg = formats.movi_scene(rng, num_frames=3, size=16)
+  records = [formats.movi_record("movi_c", video, seg, rng)] * 3
+  directory = formats.write_movi_build(tmp_path, "movi_c", {
+      "train": [records[:2], records[2:]], "validation": [records[:1]]})
+  os.remove(os.path.join(directory, "movi_c-train.tfrecord-00001-of-00002"))
+  with pytest.raises(base.DataError, match="00001-of-00002: missing"):
     movi.build_source(config, "train")
-  (tmp_path / "movi_a/128x128/1.0.0/dataset_info.json").write_text("{")
-  with pytest.raises(base.DataError, match="size of split 'train'"):
+  (tmp_path / "movi_c/128x128/1.0.0/dataset_info.json").write_text("{")
+  with pytest.raises(base.DataError, match="shards of split 'train'"):
     movi.build_source(config, "train")
 
 
@@ -297,7 +332,7 @@ def test_sequential_reader_random_access():
     for i in range(start, 5):
       yield {"i": i}
 
-  reader = movi.SequentialReader(open_at, "test")
+  reader = sources.SequentialReader(open_at, "test")
   assert [reader(i)["i"] for i in (0, 0, 1, 2, 4)] == [0, 0, 1, 2, 4]
   assert opened == [0]  # One pass.
   assert reader(1)["i"] == 1 and opened == [0, 1]  # Re-opened to go back.
@@ -382,8 +417,9 @@ def test_multi_object_errors(tmp_path, monkeypatch):
   with pytest.raises(base.DataError, match="tetrominoes_train.tfrecords"):
     multi_object.build_source(config, "train")
   (tmp_path / "tetrominoes_train.tfrecords").write_bytes(b"\0" * 16)
-  monkeypatch.setitem(sys.modules, "tensorflow", None)
-  with pytest.raises(base.DataError, match=r"pip install -e \.\[tf\]"):
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # Never needed.
+  with pytest.raises(base.DataError,
+                     match=r"tetrominoes_train.tfrecords: record 0: broken GZIP"):
     multi_object.build_source(config, "train")
   with pytest.raises(base.DataError, match="num_frames <= 1"):
     multi_object.build_source(_config(data_dir=str(tmp_path),
@@ -458,13 +494,17 @@ def test_rle_decode_known_and_roundtrip():
     clevrer.rle_decode({"size": [2, 3], "counts": [2, 3]})
 
 
-def _write_clevrer(root, num_frames=8, height=32, width=48):
-  """One video (colour code per frame) and its proposals."""
+def _write_clevrer(root, num_frames=8, height=32, width=48, number=7,
+                   videos="video_train"):
+  """One video (colour code per frame) and its proposals, in
+  <root>/<videos>/video_<thousands>/ (videos="": the zips' own layout)."""
   import cv2  # pylint: disable=g-import-not-at-top
-  os.makedirs(root / "video_train" / "video_00000-01000")
-  os.makedirs(root / "derender_proposals")
+  low = number // 1000 * 1000
+  folder = root / videos / f"video_{low:05d}-{low + 1000:05d}"
+  os.makedirs(folder, exist_ok=True)
+  os.makedirs(root / "derender_proposals", exist_ok=True)
   writer = cv2.VideoWriter(
-      str(root / "video_train" / "video_00000-01000" / "video_00007.mp4"),
+      str(folder / f"video_{number:05d}.mp4"),
       cv2.VideoWriter_fourcc(*"mp4v"), 25, (width, height))
   colours = []
   frames = []
@@ -493,7 +533,7 @@ def _write_clevrer(root, num_frames=8, height=32, width=48):
   writer.release()
   proposals = {"frames": [{k: f[k] for k in ("frame_index", "objects")}
                           for f in frames]}
-  (root / "derender_proposals" / "proposal_00007.json").write_text(
+  (root / "derender_proposals" / f"proposal_{number:05d}.json").write_text(
       json.dumps(proposals))
   return colours, frames
 
@@ -552,96 +592,234 @@ def test_clevrer_proposals_identity_and_overlap_order():
 
 def test_clevrer_missing_files(tmp_path):
   pytest.importorskip("cv2")
-  with pytest.raises(base.DataError, match="video_train"):
+  with pytest.raises(base.DataError, match="no video_XXXXX.mp4 files "
+                     "numbered 0..9999"):
     clevrer.build_source(_config(data_dir=str(tmp_path)), "train")
   _write_clevrer(tmp_path)
   os.remove(tmp_path / "derender_proposals" / "proposal_00007.json")
   with pytest.raises(base.DataError, match="proposal_00007.json"):
     clevrer.build_source(_config(data_dir=str(tmp_path)), "train")
   os.rmdir(tmp_path / "derender_proposals")
-  source = clevrer.build_source(_config(data_dir=str(tmp_path)), "train")
+  # A missing proposals folder is an error, unless masks are not wanted.
+  with pytest.raises(base.DataError, match="data.segmentations=False"):
+    clevrer.build_source(_config(data_dir=str(tmp_path)), "train")
+  config = _config(data_dir=str(tmp_path), segmentations=False)
+  source = clevrer.build_source(config, "train")
   assert not source.has_segmentations
   assert "segmentations" not in source[0]
   with pytest.raises(base.DataError, match="only 8 frames"):
     clevrer.build_source(_config(data_dir=str(tmp_path), num_frames=5,
-                                 frame_stride=2), "train")[0]
+                                 frame_stride=2, segmentations=False),
+                         "train")[0]
+
+
+def test_clevrer_zip_layout_and_known_broken_videos(tmp_path):
+  pytest.importorskip("cv2")
+  # As video_train.zip / video_validation.zip unpack: no top-level folder.
+  for number in (7, 7648, 9777, 10003, 10800):
+    _write_clevrer(tmp_path, number=number, videos="")
+  config = _config(data_dir=str(tmp_path), image_size=16, num_frames=3)
+  with pytest.warns(UserWarning, match=r"skipped 2 known broken video\(s\)"
+                    r".*7648 \(104 frames.*9777"):
+    train = clevrer.build_source(config, "train")
+  assert len(train) == 1 and sorted(train.skipped) == [7648, 9777]
+  assert train[0]["segmentations"].shape == (3, 16, 16)
+  with pytest.warns(UserWarning, match="skipped 1 known broken"):
+    evals = clevrer.build_source(config, "eval")
+  assert len(evals) == 1 and list(evals.skipped) == [10800]
+  assert "video_10003.mp4" in evals._videos[0]  # pylint: disable=protected-access
 
 
 # ----------------------------------------------------------------------------
-# End to end through TensorFlow (an optional extra: skipped where it is absent).
+# TFRecord reading (datasets/tfrecord.py) and the multi_object files.
 
 
-def _tf_example(tf, image, mask, per_byte):
-  """A tf.train.Example like the multi_object_datasets records."""
-  def feature(array):
-    data = array.astype(np.uint8).tobytes()
-    values = [data[i:i + 1] for i in range(len(data))] if per_byte else [data]
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
-  return tf.train.Example(features=tf.train.Features(feature={
-      "image": feature(image), "mask": feature(mask),
-      "x": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5] * 4))}))
+def test_crc32c_published_vector_and_independent_writer():
+  assert tfrecord.crc32c(b"123456789") == 0xE3069283  # RFC 3720 check value.
+  assert tfrecord.crc32c(b"") == 0
+  rng = np.random.default_rng(30)
+  for n in (1, 31, 8 * 1024 - 1, 8 * 1024, 9 * 1024 + 3, 70001):
+    data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+    assert tfrecord.crc32c(data) == formats.crc32c(data), n
+    assert tfrecord.masked_crc32c(data) == formats.masked_crc(data), n
 
 
-@pytest.mark.parametrize("cache", [False, True])
-def test_multi_object_tfrecords_end_to_end(tmp_path, cache):
-  tf = pytest.importorskip("tensorflow")
-  rng = np.random.default_rng(9)
-  images = rng.integers(0, 256, (5, 35, 35, 3), dtype=np.uint8)
-  slots = rng.integers(0, 4, (5, 35, 35))
-  masks = ((np.arange(4)[None, :, None, None] == slots[:, None]) * 255)[..., None]
-  path = str(tmp_path / "tetrominoes_train.tfrecords")
-  with tf.io.TFRecordWriter(path, options="GZIP") as writer:
-    for image, mask in zip(images, masks):
-      writer.write(_tf_example(tf, image, mask, True).SerializeToString())
-  config = _config(data_dir=str(tmp_path), name="multi_object",
-                   variant="tetrominoes", image_size=35, num_frames=1,
-                   num_eval=2, num_train=3, cache=cache,
-                   cache_dir=str(tmp_path / "cache"))
-  for split, first in (("eval", 0), ("train", 2)):  # Eval: records 0, 1.
+def test_example_and_sequence_example_decoding():
+  data = formats.example({
+      "b": formats.bytes_feature([b"ab", b"", b"c"]),
+      "f": formats.float_feature([0.5, -2.0]),
+      "i": formats.int64_feature([0, 1, 300, -1, 2**40]),
+      "skipped": formats.bytes_feature([b"x" * 1000])})
+  features = tfrecord.parse_example(data, ["b", "f", "i", "absent"])
+  assert sorted(features) == ["b", "f", "i"]
+  assert [bytes(v) for v in features["b"].bytes_list()] == [b"ab", b"", b"c"]
+  assert features["b"].concatenated_bytes().tobytes() == b"abc"
+  np.testing.assert_array_equal(features["f"].floats(), [0.5, -2.0])
+  np.testing.assert_array_equal(features["i"].int64s(),
+                                [0, 1, 300, -1, 2**40])
+  with pytest.raises(tfrecord.ProtoError, match="float_list"):
+    features["f"].bytes_list()
+  sequence = formats.sequence_example(
+      {"length": formats.int64_feature([2])},
+      {"frames": [formats.bytes_feature([b"one"]),
+                  formats.bytes_feature([b"two"])]})
+  context, lists = tfrecord.parse_sequence_example(sequence)
+  assert context["length"].int64s().tolist() == [2]
+  assert [bytes(f.bytes_list()[0]) for f in lists["frames"]] == [b"one",
+                                                                 b"two"]
+  with pytest.raises(base.DataError, match="f: record 3: not a tf.train"):
+    tfrecord.example_features("f", 3, data[:-5], ["b"])
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP", "ZLIB"])
+def test_tfrecord_files_and_start(tmp_path, compression):
+  records = [bytes([i]) * (i * 5000) for i in range(5)]  # Record 0 is empty.
+  formats.write_tfrecord(tmp_path / "a", records[:3], compression)
+  formats.write_tfrecord(tmp_path / "b", records[3:], compression)
+  files = [str(tmp_path / "a"), str(tmp_path / "b")]
+  for start in range(6):
+    got = [(os.path.basename(p), i, bytes(d))
+           for p, i, d in tfrecord.read_files(files, compression, start)]
+    expected = [("a", i, r) for i, r in enumerate(records[:3])]
+    expected += [("b", i, r) for i, r in enumerate(records[3:])]
+    assert got == expected[start:]
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP"])
+@pytest.mark.parametrize("damage", ["data_crc", "length_crc", "truncated",
+                                    "header"])
+def test_tfrecord_corrupt_or_truncated_names_file_and_record(
+    tmp_path, compression, damage):
+  records = [bytes(range(256)) * 40 for _ in range(4)]
+  plain = bytearray(formats.tfrecord_bytes(records))
+  record = len(records[0]) + 16
+  if damage == "data_crc":
+    plain[2 * record + 12 + 100] ^= 1  # A data byte of record 2.
+  elif damage == "length_crc":
+    plain[2 * record + 1] ^= 0x40  # The length of record 2.
+  elif damage == "truncated":
+    plain = plain[:2 * record + 12 + 500]  # Inside record 2's data.
+  else:
+    plain = plain[:2 * record + 5]  # Inside record 2's header.
+  path = tmp_path / "shard.tfrecords"
+  path.write_bytes(gzip.compress(bytes(plain)) if compression else plain)
+  reader = tfrecord.read_records(str(path), compression)
+  assert [i for i, _ in zip(range(2), reader)] == [0, 1]
+  with pytest.raises(base.DataError) as error:
+    next(reader)
+  message = str(error.value)
+  assert message.startswith(f"{path}: record 2: ")
+  expected = {"data_crc": "corrupt (CRC of the 10240 data bytes",
+              "length_crc": "corrupt (CRC of the length field",
+              "truncated": "truncated", "header": "truncated"}[damage]
+  assert expected in message
+  # Skipping over the damaged record fails there too, except a data CRC,
+  # which is only checked for records that are read.
+  skipping = tfrecord.read_files([str(path)], compression, start=3)
+  if damage == "data_crc":
+    assert [i for _, i, _ in skipping] == [3]
+  else:
+    with pytest.raises(base.DataError, match="record 2: "):
+      list(skipping)
+
+
+def test_tfrecord_truncated_gzip_stream(tmp_path):
+  records = [np.random.default_rng(i).bytes(3000) for i in range(3)]
+  path = tmp_path / "cut.tfrecords"
+  formats.write_tfrecord(path, records, "GZIP")
+  data = path.read_bytes()
+  path.write_bytes(data[:len(data) - 20])  # The gzip trailer and some data.
+  with pytest.raises(base.DataError, match=r"cut.tfrecords: record 2: "):
+    list(tfrecord.read_records(str(path), "GZIP"))
+  path.write_bytes(data)
+  with pytest.raises(base.DataError, match="starts like GZIP"):
+    list(tfrecord.read_records(str(path), ""))
+
+
+def _multi_object_expected(name, image, slots, image_size, num_frames):
+  spec = multi_object.SPECS[name]
+  video = image[:num_frames]
+  if video.shape[-1] == 1:
+    video = np.repeat(video, 3, axis=-1)
+  ids = np.maximum(slots[:num_frames] - spec.num_background + 1, 0)
+  fy, fx = spec.height // image_size, spec.width // image_size
+  t, h, w = video.shape[:3]
+  blocks = video.reshape(t, h // fy, fy, w // fx, fx, 3).astype(float)
+  return blocks.mean(axis=(2, 4)), ids[:, fy // 2::fy, fx // 2::fx]
+
+
+@pytest.mark.parametrize("name", sorted(formats.MULTI_OBJECT))
+def test_multi_object_published_files(tmp_path, monkeypatch, name):
+  monkeypatch.setitem(sys.modules, "tensorflow", None)  # Never needed.
+  t, h, w, _, _, _, folder, pattern, compression = formats.MULTI_OBJECT[name]
+  rng = np.random.default_rng(sorted(formats.MULTI_OBJECT).index(name))
+  num = 2 if h * w > 10000 else 4  # CLEVR and CATER records are large.
+  scenes = [formats.multi_object_scene(name, rng) for _ in range(num)]
+  records = [formats.multi_object_record(name, image, slots, rng)
+             for image, slots in scenes]
+  # In <data_dir>/<folder>/, as `gsutil cp -r gs://multi-object-datasets .`.
+  root = tmp_path / "multi-object-datasets"
+  if name == "cater_with_masks":  # Sharded: records 0 | 1, 2, 3.
+    for i, shard in enumerate((records[:1], records[1:])):
+      formats.write_tfrecord(root / folder / pattern.format(i, 2), shard,
+                             compression)
+  else:
+    formats.write_tfrecord(root / folder / pattern, records, compression)
+  image_size = {240: 40, 35: 35}.get(h, 32)
+  num_frames = 4 if t > 1 else 1
+  config = _config(data_dir=str(root), name="multi_object", variant=name,
+                   image_size=image_size, num_frames=num_frames, num_eval=1,
+                   num_train=num - 1)
+  for split, first in (("eval", 0), ("train", 1)):
     source = multi_object.build_source(config, split)
-    assert len(source) == (2 if split == "eval" else 3)
+    assert len(source) == (1 if split == "eval" else num - 1)
     for i in range(len(source)):
       episode = source[i]
-      np.testing.assert_array_equal(episode["video"][0], images[first + i])
-      np.testing.assert_array_equal(episode["segmentations"][0],
-                                    slots[first + i])
-      assert episode["actions"].shape == (1, 0)
+      video, ids = _multi_object_expected(name, *scenes[first + i],
+                                          image_size, num_frames)
+      np.testing.assert_allclose(episode["video"], video, atol=0.51)
+      np.testing.assert_array_equal(episode["segmentations"], ids)
+      assert episode["actions"].shape == (num_frames, 0)
 
 
-def test_cater_tfrecords_end_to_end(tmp_path):
-  tf = pytest.importorskip("tensorflow")
-  rng = np.random.default_rng(10)
-  video = rng.integers(0, 256, (33, 64, 64, 3), dtype=np.uint8)
-  slots = rng.integers(0, 11, (33, 64, 64))
-  mask = ((np.arange(11)[None, :, None, None] == slots[:, None]) * 255)[..., None]
-  path = str(tmp_path / "cater_with_masks_train.tfrecords-00000-of-00001")
-  with tf.io.TFRecordWriter(path, options="ZLIB") as writer:
-    writer.write(_tf_example(tf, video, mask, False).SerializeToString())
-  config = _config(data_dir=str(tmp_path), name="multi_object",
-                   variant="cater_with_masks", image_size=32, num_frames=4,
-                   num_eval=0, num_train=1)
-  episode = multi_object.build_source(config, "train")[0]
-  np.testing.assert_allclose(episode["video"], _block_mean(video[:4], 2),
-                             atol=0.51)
-  np.testing.assert_array_equal(episode["segmentations"],
-                                slots[:4, 1::2, 1::2])
+def test_multi_object_cache_and_corrupt_record(tmp_path):
+  name = "tetrominoes"
+  rng = np.random.default_rng(31)
+  scenes = [formats.multi_object_scene(name, rng) for _ in range(5)]
+  records = [formats.multi_object_record(name, i, s, rng) for i, s in scenes]
+  path = tmp_path / "tetrominoes_train.tfrecords"  # Directly in data_dir.
+  formats.write_tfrecord(path, records, "GZIP")
+  config = _config(data_dir=str(tmp_path), name=name, image_size=35,
+                   num_frames=1, num_eval=2, num_train=3, cache=True,
+                   cache_dir=str(tmp_path / "cache"))
+  for split, first in (("eval", 0), ("train", 2)):
+    source = multi_object.build_source(config, split)
+    for i in range(len(source)):
+      image, slots = scenes[first + i]
+      np.testing.assert_array_equal(source[i]["video"], image)
+      np.testing.assert_array_equal(source[i]["segmentations"], slots)
+  # One flipped bit in record 3 of a fresh copy: a DataError naming it.
+  plain = bytearray(formats.tfrecord_bytes(records))
+  plain[3 * (len(records[0]) + 16) + 12 + 40] ^= 4
+  os.makedirs(tmp_path / "bad")
+  (tmp_path / "bad" / path.name).write_bytes(gzip.compress(bytes(plain)))
+  config = _config(data_dir=str(tmp_path / "bad"), name=name, image_size=35,
+                   num_frames=1, num_eval=2, num_train=3)
+  with pytest.raises(base.DataError, match=r"tetrominoes_train.tfrecords: "
+                     r"record 3: corrupt \(CRC of the"):
+    multi_object.build_source(config, "train")
 
 
-def test_movi_tfds_end_to_end(tmp_path):
-  pytest.importorskip("tensorflow")
-  rng = np.random.default_rng(11)
-  videos = rng.integers(0, 256, (3, 6, 8, 8, 3), dtype=np.uint8)
-  segs = rng.integers(0, 5, (3, 6, 8, 8, 1)).astype(np.uint8)
-  _movi_builder(videos, segs)(data_dir=str(tmp_path)).download_and_prepare()
-  config = _config(data_dir=str(tmp_path), name="movi", variant="movi_a",
-                   image_size=4, num_frames=5, num_train=5, num_eval=0,
-                   cache=True, cache_dir=str(tmp_path / "cache"))
-  for split, indices in (("train", [0, 1]), ("eval", [2])):
-    source = movi.build_source(config, split)  # num_train=5 is capped to 2.
-    assert len(source) == len(indices)
-    for i, k in enumerate(indices):
-      episode = source[i]
-      np.testing.assert_allclose(episode["video"],
-                                 _block_mean(videos[k][:5], 2), atol=0.51)
-      np.testing.assert_array_equal(episode["segmentations"],
-                                    segs[k][:5, 1::2, 1::2, 0])
+def test_registry_checks_action_dim_where_the_config_sets_it(tmp_path):
+  from datasets import registry  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(40)
+  os.makedirs(tmp_path / "train")
+  np.savez(tmp_path / "train" / "a.npz", **_episode(rng, action_dim=3))
+  config = _config(name="npz", data_dir=str(tmp_path), action_dim=7)
+  with pytest.raises(base.DataError, match=r"3 action dimensions but the "
+                     r"config sets data.action_dim=7"):
+    registry.build_source(config, "train")
+  config.action_dim = 3
+  assert registry.build_source(config, "train").action_dim == 3
+  del config["action_dim"]  # Unset: any width.
+  assert registry.build_source(config, "train").action_dim == 3

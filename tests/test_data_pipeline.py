@@ -8,7 +8,6 @@ from datasets import cache
 from datasets import pipeline
 from datasets import registry
 from datasets import sprites
-from datasets import validation
 
 
 class ToySource(base.EpisodeSource):
@@ -53,7 +52,6 @@ def test_batch_format_and_values():
   np.testing.assert_array_equal(batch["actions"][:, 0, 0], np.arange(4) + 0.5)
   np.testing.assert_array_equal(batch["segmentations"][:, 0, 0, 0], np.arange(4) % 3)
   assert it.step == 1
-  validation.validate_batch(batch)
 
 
 def test_epochs_are_the_documented_permutations():
@@ -170,15 +168,6 @@ def test_empty_and_bad_arguments():
     pipeline.BatchIterator(ToySource(num=0), 2, seed=0)
   with pytest.raises(base.DataError):
     pipeline.BatchIterator(ToySource(), 0, seed=0)
-
-
-def test_split_for_devices():
-  batch = next(pipeline.BatchIterator(ToySource(), 6, seed=0, shuffle=False))
-  split = pipeline.split_for_devices(batch, 3)
-  assert split["video"].shape == (3, 2, 5, 8, 8, 3)
-  np.testing.assert_array_equal(split["actions"][1, 0], batch["actions"][2])
-  with pytest.raises(base.DataError, match="not divisible by 4 devices"):
-    pipeline.split_for_devices(batch, 4)
 
 
 def _config(**overrides):

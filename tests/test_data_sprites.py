@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from datasets import base
+from datasets import montage
 from datasets import sprites
 
 SMALL = dict(num_frames=6, image_size=32)
@@ -176,7 +177,7 @@ def test_shape_stamps():
 
 def test_montage_layout():
   eps = [_episode(i) for i in range(2)]
-  image = sprites.montage(eps, scale=2, gap=2)
+  image = montage.montage(eps, scale=2, gap=2)
   # 4 rows of 64 px, gaps 2 + 8 + 2; 6 frames of 64 px with 5 gaps of 2.
   assert image.shape == (4 * 64 + 12, 6 * 64 + 10, 3)
   np.testing.assert_array_equal(image[:64:2, :64:2], eps[0]["video"][0])
