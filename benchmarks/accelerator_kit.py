@@ -256,7 +256,7 @@ def time_config(name: str, overrides: Dict[str, Any], precision: str, steps: int
     jax.block_until_ready(run())
     step_s = common.median_time(run, steps)
     if name not in flops_cache:      # FLOPs do not depend on the matmul precision
-      flops_cache[name] = common.extrapolated_flops(config, run, batch)
+      flops_cache[name] = common.extrapolated_flops(run, batch)
     flops = flops_cache[name]
     if precision not in peak_cache:
       n = 1024 if FLAGS.dry_run else 8192

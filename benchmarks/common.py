@@ -1,5 +1,7 @@
 """Shared pieces of the benchmarks: a synthetic batch, a train state, a matmul peak, timing."""
+import platform
 import resource
+import subprocess
 import time
 from typing import Callable, Dict
 
@@ -24,12 +26,16 @@ class StepRunner:
   """A model, its TrainStep and a train state that each call() advances by one step."""
 
   def __init__(self, config, batch):
-    self.batch = batch
+    # As in training: the batch sharded over all devices (e.g. one per core, host_devices.py),
+    # the state replicated.
+    _, replicated, data_sharding = setup_lib.mesh_shardings()
+    self.batch = jax.device_put(batch, data_sharding)
     self.model = setup_lib.make_model(config)
     optimizer = train.make_optimizer(config.train)
     params = jax.jit(self.model.init)(jax.random.PRNGKey(0), batch)
-    self.state = dict(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
-                      rng=jax.random.PRNGKey(1), skipped=jnp.int32(0))
+    self.state = jax.device_put(
+        dict(step=jnp.int32(0), params=params, opt_state=optimizer.init(params),
+             rng=jax.random.PRNGKey(1), skipped=jnp.int32(0)), replicated)
     self.step = train.TrainStep(self.model, optimizer, False)
 
   def __call__(self):
@@ -67,27 +73,40 @@ def peak_rss_bytes() -> int:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def extrapolated_flops(config, run: StepRunner, batch) -> float:
+def on_one_cpu(tree):
+  """Shape-dtype specs of `tree` on one CPU device: what FLOPs are counted on. One device, as
+  the whole step's FLOPs (a program partitioned over devices may be costed per partition);
+  the CPU, as XLA:GPU's cost analysis leaves out the convolutions it hands to cuDNN."""
+  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=cpu), tree)
+
+
+def extrapolated_flops(run: StepRunner, batch) -> float:
   """True FLOPs of one train step of `run` (any lowering, any device) on `batch` [B, T, ...].
 
-  XLA counts a loop body once, so the step is costed with the time loop unrolled, at T = 1 and
-  T = 2 only (cheap to compile at any size), and extrapolated: f(T) = f(1) + (T - 1)(f(2) - f(1))
-  (every step after the first costs the same), plus the optimizer update. The programs are
-  compiled for the CPU whatever the device: XLA:GPU's cost analysis leaves out the convolutions
-  it hands to cuDNN (it reported 1.3 GFLOP for a 66 GFLOP sprites step on an H200).
+  XLA counts a loop body once, so the step's loop-free programs (`TrainStep.loop_free`) are
+  costed, at T = 1 and T = 2 only (cheap to compile at any size), and extrapolated:
+  f(T) = f(1) + (T - 1)(f(2) - f(1)) (every step after the first costs the same; the optimizer
+  update, in both, is counted once). The programs are compiled for the CPU whatever the device:
+  XLA:GPU's cost analysis leaves out the convolutions it hands to cuDNN (it reported 1.3 GFLOP
+  for a 66 GFLOP sprites step on an H200).
   """
-  cpu = jax.sharding.SingleDeviceSharding(jax.devices("cpu")[0])
-  spec = lambda tree: jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=cpu), tree)
-  cfg = config.copy_and_resolve_references()
-  cfg.model.time_loop, cfg.model.conv_impl = "unroll", run.model.conv_impl
-  unrolled = train.TrainStep(setup_lib.make_model(cfg), run.step.optimizer, False)
-  state = spec(run.state)
-  f1, f2 = (compiled_flops(unrolled._full, state,  # pylint: disable=protected-access
-                           spec({k: v[:, :n] for k, v in batch.items()})) for n in (1, 2))
-  b, t = batch["video"].shape[:2]
-  sums = {k: jax.ShapeDtypeStruct((), jnp.float32, sharding=cpu)
-          for k in ("elbo", "kl", "nll", "mse")}
-  update = jax.jit(run.step._update_fn, static_argnums=(3,))  # pylint: disable=protected-access
-  return f1 + (t - 1) * (f2 - f1) + compiled_flops(update, state, spec(run.state["params"]),
-                                                   sums, b * t)
+  spec = on_one_cpu
+  step = run.step.loop_free()
+  f1, f2 = (sum(p.calls * compiled_flops(p.fn, *p.args) for p in step.programs(
+      spec(run.state), spec({k: v[:, :n] for k, v in batch.items()}))) for n in (1, 2))
+  t = batch["video"].shape[1]
+  return f1 + (t - 1) * (f2 - f1)
+
+
+def processor_name() -> str:
+  """The processor's model name as lscpu reports it (else platform.processor()): machines of
+  one kind differ (README, Performance), so every figure records it."""
+  try:
+    text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+  except (OSError, subprocess.CalledProcessError):
+    return platform.processor() or "unknown"
+  for line in text.splitlines():
+    if line.startswith("Model name:"):
+      return line.split(":", 1)[1].strip()
+  return platform.processor() or "unknown"

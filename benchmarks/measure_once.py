@@ -5,8 +5,9 @@ benchmarks, which run it in subprocesses so that compile caches and peak RSS sta
       --batch_size=8 --steps=3
 
 compile_s: tracing + XLA compilation time (ahead-of-time `lower().compile()`) of every jitted
-program one train step runs, measured first in a fresh process. xla_bytes: the largest argument + output + temporary bytes XLA's
-memory analysis reports over the step's compiled programs. peak_rss: the process's peak RSS.
+program one train step runs (`TrainStep.programs`), measured first in a fresh process.
+xla_bytes: the largest argument + output + temporary bytes XLA's memory analysis reports over
+those programs. peak_rss: the process's peak RSS.
 """
 import json
 import time
@@ -26,41 +27,17 @@ _STEPS = flags.DEFINE_integer("steps", 3, "Timed steady-state steps.")
 def _xla_bytes(step, state, batch) -> int:
   """Peak bytes (arguments + outputs + temporaries) over the step's compiled programs."""
   sizes = []
-
-  def add(jitted, *args):
-    m = jitted.lower(*args).compile().memory_analysis()
+  for p in step.programs(state, batch):
+    m = p.fn.lower(*p.args).compile().memory_analysis()
     sizes.append(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
-
-  grads, sums = step.grads(state, batch)
-  if step.model.time_loop == "windows":
-    carry, xs = step._prepare(state, batch)  # pylint: disable=protected-access
-    t = xs.x.shape[0]
-    length = step.model.window_length(t)
-    add(step._window, state["params"], carry, jax.tree.map(lambda a: a[:length], xs), t)  # pylint: disable=protected-access
-  else:
-    add(step._full, state, batch)  # pylint: disable=protected-access
-  b, t = batch["video"].shape[:2]
-  add(jax.jit(step._update_fn, static_argnums=(3,)), state, grads, sums, b * t)  # pylint: disable=protected-access
   return max(sizes)
 
 
 def _compile_seconds(step, state, batch) -> float:
   """Trace + compile time of the programs of one train step (distinct shapes only)."""
   t0 = time.perf_counter()
-  if step.model.time_loop == "windows":
-    carry, xs = step._prepare.lower(state, batch).compile()(state, batch)  # pylint: disable=protected-access
-    t = xs.x.shape[0]
-    length = step.model.window_length(t)
-    lengths = {min(length, t - t0) for t0 in range(0, t, length)}
-    for n in sorted(lengths):
-      window = jax.tree.map(lambda a, n=n: a[:n], xs)
-      step._window.lower(state["params"], carry, window, t).compile()  # pylint: disable=protected-access
-  else:
-    step._full.lower(state, batch).compile()  # pylint: disable=protected-access
-  grads = jax.tree.map(lambda p: jax.ShapeDtypeStruct(p.shape, p.dtype), state["params"])
-  sums = {k: jax.ShapeDtypeStruct((), "float32") for k in ("elbo", "kl", "nll", "mse")}
-  b, t = batch["video"].shape[:2]
-  jax.jit(step._update_fn, static_argnums=(3,)).lower(state, grads, sums, b * t).compile()  # pylint: disable=protected-access
+  for p in step.programs(state, batch):
+    p.fn.lower(*p.args).compile()
   return time.perf_counter() - t0
 
 

@@ -23,30 +23,17 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 
 import numpy as np
 
+from benchmarks import common
 from datasets import movi
 from datasets import tfrecord
 from tests import published_formats as formats
 
 STEP_SECONDS, STEP_BATCH = 1.3, 8  # Default train step on the dev CPU.
-
-
-def processor() -> str:
-  """The model name lscpu reports (else platform.processor())."""
-  try:
-    text = subprocess.run(["lscpu"], capture_output=True, text=True,
-                          check=True).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return platform.processor() or "unknown"
-  for line in text.splitlines():
-    if line.startswith("Model name:"):
-      return line.split(":", 1)[1].strip()
-  return "unknown"
 
 
 def write_build(root: str, num: int, seed: int = 0) -> str:
@@ -106,7 +93,7 @@ def main():
       "record_bytes": size // n,
       "train_step_consumes_seq_per_s": round(consumed, 1),
       "episode_rate_over_consumption": round(episode_rate / consumed, 2),
-      "processor": processor(),
+      "processor": common.processor_name(),
       "config": dict(num_records=n, frames=24, resolution="128x128",
                      num_frames=args.num_frames, image_size=args.image_size,
                      cpus=os.cpu_count(),

@@ -2,11 +2,13 @@ r"""Train-step speed, true FLOPs and MFU on this machine. Prints one JSON object
 
   python -m benchmarks.train_step --config=experiments/configs/sprites.py [--config.model.time_loop=scan]
 
-flops_per_step counts every time step: for the "windows" lowering the window programs are
-loop-free (their XLA cost analysis is exact) and are counted once per window; for "scan" (whose
-loop body XLA counts once) the same model is costed with the loop unrolled. peak_flops is a
-jitted 2048x2048 float32 matmul measured in the same process; mfu = flops_per_step / step_s /
-peak_flops. flops_share estimates where the FLOPs go (module forward cost x passes: the decoder
+flops_per_step counts every time step: XLA's cost analysis of the step's loop-free programs
+(`TrainStep.loop_free`: "scan", whose loop body XLA counts once, is costed unrolled), each
+times the calls a step makes of it (e.g. once per truncation window under "windows").
+The step runs as in the training command: over `config.train.host_devices` XLA:CPU devices (default
+one per core, the batch sharded over them; experiments/host_devices.py), FLOPs counted on one.
+peak_flops is a jitted 2048x2048 float32 matmul measured in the same process;
+mfu = flops_per_step / step_s / peak_flops. flops_share estimates where the FLOPs go (module forward cost x passes: the decoder
 runs forward, backward for dL/dlambda, and backward for the parameters).
 """
 import json
@@ -17,6 +19,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 
 from benchmarks import common
+from experiments import host_devices
 from experiments import trainer as train
 from parts_jax import distributions
 
@@ -25,24 +28,10 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (median reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (compile).")
 
 
-def true_flops(model, step: train.TrainStep, state, batch) -> float:
-  if model.time_loop == "windows":
-    carry, xs = step._prepare(state, batch)  # pylint: disable=protected-access
-    t = xs.x.shape[0]
-    length = model.window_length(t)
-    total = 0.0
-    for t0 in range(0, t, length):
-      window = jax.tree.map(lambda a: a[t0:t0 + length], xs)
-      total += common.compiled_flops(step._window, state["params"], carry, window, t)  # pylint: disable=protected-access
-  else:
-    cfg = model.config.copy_and_resolve_references()
-    cfg.time_loop, cfg.conv_impl = "unroll", model.conv_impl
-    unrolled = train.TrainStep(type(model)(cfg), step.optimizer, False)
-    total = common.compiled_flops(unrolled._full, state, batch)  # pylint: disable=protected-access
-  grads, sums = step.grads(state, batch)
-  b, t = batch["video"].shape[:2]
-  update = jax.jit(step._update_fn, static_argnums=(3,))  # pylint: disable=protected-access
-  return total + common.compiled_flops(update, state, grads, sums, b * t)
+def true_flops(step: train.TrainStep, state, batch) -> float:
+  """FLOPs of one train step: XLA's count of each loop-free program times its calls."""
+  return sum(p.calls * common.compiled_flops(p.fn, *p.args) for p in step.loop_free().programs(
+      common.on_one_cpu(state), common.on_one_cpu(batch)))
 
 
 def flops_share(model, state, batch):
@@ -73,13 +62,14 @@ def flops_share(model, state, batch):
 def main(argv):
   del argv
   config = _CONFIG.value
+  host_devices.configure(config)   # As the training command: one XLA:CPU device per core.
   batch = common.synthetic_batch(config)
   run = common.StepRunner(config, batch)
   model, step = run.model, run.step
   for _ in range(_WARMUP.value):
     jax.block_until_ready(run())
   step_s = common.median_time(run, _STEPS.value)
-  flops = true_flops(model, step, run.state, batch)
+  flops = true_flops(step, run.state, batch)
   peak = common.matmul_peak_flops()
   b, t = batch["video"].shape[:2]
   print(json.dumps(dict(

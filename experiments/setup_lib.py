@@ -1,4 +1,5 @@
-"""Shared set-up for the entry points: config checks, model building, devices, workdir files."""
+"""Shared set-up for the entry points: config checks, model building, devices (mesh, global
+batches, host fetches), workdir files."""
 import json
 import logging as std_logging
 import os
@@ -8,18 +9,14 @@ from absl import flags
 from absl import logging as absl_logging
 import jax
 import ml_collections
+import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from experiments import checkpointing
 from parts_jax import PARTS, build_model
-from parts_jax.config import ConfigError, validate_model_config
+from parts_jax.config import ConfigError, check_positive_int, validate_model_config
 
 DATA_AXIS = "data"
-
-
-def _positive(path: str, value) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-    raise ConfigError(f"config.{path} must be a positive integer, got {value!r}")
 
 
 def model_config(config: ml_collections.ConfigDict, num_slots: int = -1):
@@ -33,17 +30,21 @@ def model_config(config: ml_collections.ConfigDict, num_slots: int = -1):
 
 def check_config(config: ml_collections.ConfigDict) -> None:
   """One-line ConfigError for any bad value, before anything is built or compiled."""
-  _positive("train.num_steps", config.train.num_steps)
-  _positive("train.batch_size", config.train.batch_size)
-  _positive("train.checkpoint_every", config.train.checkpoint_every)
-  _positive("train.log_every", config.train.log_every)
-  _positive("train.eval_every", config.train.eval_every)
-  _positive("data.image_size", config.data.image_size)
-  _positive("data.num_frames", config.data.num_frames)
-  _positive("eval.num_sequences", config.eval.num_sequences)
-  _positive("eval.batch_size", config.eval.batch_size)
+  check_positive_int("train.num_steps", config.train.num_steps)
+  check_positive_int("train.batch_size", config.train.batch_size)
+  check_positive_int("train.checkpoint_every", config.train.checkpoint_every)
+  check_positive_int("train.log_every", config.train.log_every)
+  check_positive_int("train.eval_every", config.train.eval_every)
+  check_positive_int("data.image_size", config.data.image_size)
+  check_positive_int("data.num_frames", config.data.num_frames)
+  check_positive_int("eval.num_sequences", config.eval.num_sequences)
+  check_positive_int("eval.batch_size", config.eval.batch_size)
   if config.eval.num_slots != -1:
-    _positive("eval.num_slots", config.eval.num_slots)
+    check_positive_int("eval.num_slots", config.eval.num_slots)
+  static_steps = config.eval.get("static_steps", 0)
+  if not isinstance(static_steps, int) or isinstance(static_steps, bool) or static_steps < 0:
+    raise ConfigError(f"config.eval.static_steps must be an integer >= 0 (0 = off), got "
+                      f"{static_steps!r}")
   if not config.train.learning_rate > 0:
     raise ConfigError(f"config.train.learning_rate must be > 0, got {config.train.learning_rate}")
   validate_model_config(model_config(config))
@@ -76,6 +77,15 @@ def global_batch(local_batch, data_sharding: NamedSharding):
   """Assembles this process's slice of the global batch into a global, sharded jax.Array."""
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(data_sharding, x), local_batch)
+
+
+def host(tree):
+  """The values of a tree of (possibly sharded, multi-process) jax.Arrays as NumPy arrays, the
+  same on every process (all processes must call it): global arrays are gathered."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.tree.map(lambda x: np.asarray(jax.device_get(x)), tree)
 
 
 def library_logs_to_file(path: str) -> None:

@@ -42,28 +42,20 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from parts_jax.config import ConfigError
+from experiments import evaluator
 
 FLAGS = flags.FLAGS
-METRICS = ("fg_ari", "ari", "mse")
-# With --config.eval.static_steps=S (evaluate.py, Fig 7): the static unroll at step T (the
-# training length, num_frames; "_at_t") and at its last step S.
-# The segmentation diagnostics of evaluate.py (metrics.json "diagnostics") and the training speed
-# (median train/steps_per_s of WORKDIR/metrics.jsonl).
-DIAG_METRICS = ("fg_ari_masks_refined", "fg_ari_responsibilities", "fg_ari_attention",
-                "steps_per_s")
-STATIC_METRICS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
-                  "static_mse", "static_kl")
+# The table's columns (evaluator.Results.columns): the headline metrics; the segmentation
+# diagnostics and the training speed (median train/steps_per_s of WORKDIR/metrics.jsonl); with
+# --config.eval.static_steps=S (Fig 7), the static unroll at step T (the training length,
+# "_at_t") and at its last step S.
+METRICS = evaluator.HEADLINE
+DIAG_METRICS = evaluator.DIAGNOSTIC_COLUMNS + ("steps_per_s",)
+STATIC_METRICS = evaluator.STATIC_COLUMNS
 
 
-def _static_at_t(m: Dict[str, Any]) -> Dict[str, Any]:
-  """static_<x>_at_t: static_<x>_per_step at step num_frames (1-based), when both exist."""
-  out = {}
-  for name in ("fg_ari", "mse", "kl"):
-    curve, t = m.get(f"static_{name}_per_step"), m.get("num_frames")
-    if curve and t and len(curve) >= t:
-      out[f"static_{name}_at_t"] = curve[t - 1]
-  return out
+class SweepError(ValueError):
+  """A bad --sweep, --jobs or override flag of the sweep command line."""
 
 
 @dataclasses.dataclass
@@ -97,14 +89,14 @@ def parse_sweep(spec: str) -> Tuple[Optional[List[str]], Optional[List[int]],
     name, eq, values = field.partition("=")
     name, values = name.strip(), split_values(values)
     if not eq or not name or not values:
-      raise ConfigError(f"--sweep field {field!r} is not NAME=V1,V2,...")
+      raise SweepError(f"--sweep field {field!r} is not NAME=V1,V2,...")
     if name == "presets":
       presets = values
     elif name == "seeds":
       try:
         seeds = [int(v) for v in values]
       except ValueError:
-        raise ConfigError(f"--sweep seeds must be integers, got {values}") from None
+        raise SweepError(f"--sweep seeds must be integers, got {values}") from None
     else:
       grid.append((name, values))
   return presets, seeds, grid
@@ -145,12 +137,12 @@ def expand(config_file: str, config: ml_collections.ConfigDict, spec: str,
     known = _presets_of(path)
     unknown = [p for p in presets if p not in known]
     if unknown:
-      raise ConfigError(f"--sweep presets {unknown} are not presets of {path}; valid: "
+      raise SweepError(f"--sweep presets {unknown} are not presets of {path}; valid: "
                         f"{', '.join(known)}")
     configs = [f"{path}:{p}" + (f",{dataset}" if dataset else "") for p in presets]
   for name, _ in grid:
     if not _has_field(config, name):
-      raise ConfigError(f"--sweep field {name!r} is not a config field")
+      raise SweepError(f"--sweep field {name!r} is not a config field")
   seeds = [int(config.seed)] if seeds is None else seeds
   runs = []
   for (preset, cfg), values in itertools.product(
@@ -167,7 +159,7 @@ def _presets_of(path: str) -> Sequence[str]:
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   if not hasattr(module, "PRESETS"):
-    raise ConfigError(f"{path} has no PRESETS: presets=... needs experiments/configs/"
+    raise SweepError(f"{path} has no PRESETS: presets=... needs experiments/configs/"
                       "ablations.py; drop presets= to sweep this config as it is")
   return list(module.PRESETS)
 
@@ -242,7 +234,7 @@ def run_all(runs: Sequence[Run], overrides: Dict[str, Any], jobs: int = 1) -> Li
   """Trains and evaluates the runs (seed-major, `jobs` at a time), skipping those already
   evaluated. Returns the runs that failed."""
   if jobs < 1:
-    raise ConfigError(f"--jobs must be >= 1, got {jobs}")
+    raise SweepError(f"--jobs must be >= 1, got {jobs}")
   todo = []
   for i, run in enumerate(schedule(runs)):
     if os.path.exists(metrics_path(run.workdir)):
@@ -267,18 +259,14 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
   runs = []
   for dirpath, _, filenames in os.walk(root):
     if os.path.basename(dirpath) == "eval" and "metrics.json" in filenames:
-      with open(os.path.join(dirpath, "metrics.json")) as f:
-        m = json.load(f)
-      m.update(_static_at_t(m))
-      m.update({k: v for k, v in (m.get("diagnostics") or {}).items() if k in DIAG_METRICS})
-      m["steps_per_s"] = median_steps_per_s(os.path.dirname(dirpath))
+      m = evaluator.Results.load(os.path.join(dirpath, "metrics.json"))
+      columns = dict(m.columns(), steps_per_s=median_steps_per_s(os.path.dirname(dirpath)))
       rel = os.path.relpath(os.path.dirname(dirpath), root)
       parts = rel.split(os.sep)
       group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
-      runs.append(dict(run=rel, group=group, preset=m.get("preset") or parts[0],
-                       seed=m.get("seed"), step=m.get("step"),
-                       num_sequences=m.get("num_sequences"),
-                       **{k: _number(m.get(k)) for k in METRICS + DIAG_METRICS + STATIC_METRICS}))
+      runs.append(dict(run=rel, group=group, preset=m.preset or parts[0], seed=m.seed,
+                       step=m.step, num_sequences=m.num_sequences,
+                       **{k: _number(columns[k]) for k in METRICS + DIAG_METRICS + STATIC_METRICS}))
   if not runs:
     raise FileNotFoundError(f"no */eval/metrics.json under {root}: run the sweep (or "
                             "python -m experiments.evaluate) first")
@@ -402,7 +390,7 @@ def main(argv):
     raise app.UsageError("--config is required (e.g. experiments/configs/ablations.py)")
   overrides = dict(config_flags.get_override_values(FLAGS["config"]))
   if "seed" in overrides and "seeds=" in FLAGS.sweep:
-    raise ConfigError("give the seeds in --sweep=...;seeds=..., not as --config.seed")
+    raise SweepError("give the seeds in --sweep=...;seeds=..., not as --config.seed")
   overrides.pop("seed", None)   # Applied per run as --config.seed (default: config.seed).
   runs = expand(config_flags.get_config_filename(FLAGS["config"]), FLAGS.config, FLAGS.sweep,
                 root)

@@ -32,7 +32,6 @@ index in the eval split); the model noise key is PRNGKey(config.eval.seed).
   all           every figure above that applies (prior only with --other_workdir).
 """
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Dict, List, Optional, Sequence
@@ -45,7 +44,8 @@ import numpy as np
 from ml_collections import config_flags
 
 from datasets import base, registry
-from experiments import evaluate, setup_lib
+from experiments import evaluator, setup_lib
+from parts_jax import distributions
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
@@ -56,7 +56,7 @@ PRIOR_SHOWN_STEPS = (0, 1, 3, 7, 15, 31)
 
 
 @dataclasses.dataclass
-class Run:
+class LoadedRun:
   """A restored run and one eval sequence (batch of 1)."""
   workdir: str
   config: ml_collections.ConfigDict
@@ -89,7 +89,7 @@ class Run:
 
 
 def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
-             overrides: Optional[Dict[str, Any]] = None, sequence: int = 0) -> Run:
+             overrides: Optional[Dict[str, Any]] = None, sequence: int = 0) -> LoadedRun:
   """Restores the latest checkpoint of `workdir` and loads eval episode `sequence`."""
   config = setup_lib.config_for_workdir(workdir, config, overrides)
   it = registry.get_iterator(config.data, "eval", 1, seed=config.eval.seed, shuffle=False,
@@ -99,11 +99,11 @@ def load_run(workdir: str, config: Optional[ml_collections.ConfigDict] = None,
                          f"{len(it.source)} episodes; pass 0..{len(it.source) - 1}")
   batch = next(it)
   model, params, step = setup_lib.restore_model(config, workdir, batch, config.eval.num_slots)
-  return Run(workdir, config, model, params, step, batch, sequence,
+  return LoadedRun(workdir, config, model, params, step, batch, sequence,
              jax.random.PRNGKey(config.eval.seed))
 
 
-def _path(out_dir: str, run: Run, name: str, ext: str = "png") -> str:
+def _path(out_dir: str, run: LoadedRun, name: str, ext: str = "png") -> str:
   return os.path.join(out_dir, f"{name}_seq{run.sequence}.{ext}")
 
 
@@ -112,7 +112,7 @@ def _side_by_side(*frames) -> np.ndarray:
   return np.concatenate([vis.to_uint8(f) for f in frames], axis=2)
 
 
-def segmentation(run: Run, out_dir: str) -> List[str]:
+def segmentation(run: LoadedRun, out_dir: str) -> List[str]:
   out = run.outputs
   seg = run.batch.get("segmentations")
   seg = None if seg is None else seg[0]
@@ -127,7 +127,7 @@ def segmentation(run: Run, out_dir: str) -> List[str]:
   return [png, gif]
 
 
-def attention(run: Run, out_dir: str) -> List[str]:
+def attention(run: LoadedRun, out_dir: str) -> List[str]:
   path = _path(out_dir, run, "attention")
   vis.attention_figure(run.video, run.outputs["attention"], path)
   return [path]
@@ -135,8 +135,7 @@ def attention(run: Run, out_dir: str) -> List[str]:
 
 def latent_kl(lam: np.ndarray) -> np.ndarray:
   """KL(N(mu, sigma) || N(0, 1)) per slot and dimension: lam [K, 2D] -> [K, D]."""
-  mu, log_sigma = np.split(np.asarray(lam, np.float64), 2, axis=-1)
-  return -log_sigma + 0.5 * (np.exp(2 * log_sigma) + mu**2 - 1.0)
+  return np.asarray(distributions.kl_per_dim(jnp.asarray(lam)))
 
 
 def traversal_latents(mu: np.ndarray, slot: int, dims: Sequence[int],
@@ -151,7 +150,7 @@ def traversal_latents(mu: np.ndarray, slot: int, dims: Sequence[int],
   return np.stack(rows)
 
 
-def traversal(run: Run, out_dir: str, slot: int = -1, dims: Sequence[int] = (),
+def traversal(run: LoadedRun, out_dir: str, slot: int = -1, dims: Sequence[int] = (),
               num_dims: int = 3, num_values: int = 9) -> List[str]:
   lam = run.outputs["posterior"][-1]                    # [K, 2D], last frame
   kl = latent_kl(lam)                                   # [K, D]
@@ -172,7 +171,7 @@ def traversal(run: Run, out_dir: str, slot: int = -1, dims: Sequence[int] = (),
   return [path]
 
 
-def rollout(run: Run, out_dir: str, burn_in: int = 0, rollout_steps: int = 0) -> List[str]:
+def rollout(run: LoadedRun, out_dir: str, burn_in: int = 0, rollout_steps: int = 0) -> List[str]:
   t = run.video.shape[0]
   burn_in = burn_in or run.config.eval.burn_in or min(4, t - 1)
   rollout_steps = rollout_steps or run.config.eval.rollout_steps or max(t - burn_in, 0)
@@ -191,22 +190,21 @@ def rollout(run: Run, out_dir: str, burn_in: int = 0, rollout_steps: int = 0) ->
   return [png, gif]
 
 
-def static_unroll(run: Run, frame: np.ndarray, steps: int) -> Dict[str, np.ndarray]:
-  """The run's model on `frame` [H, W, 3] repeated `steps` times with zero actions, refining at
-  every step (also past model.burn_in). Returns apply's outputs without the batch axis."""
-  batch = evaluate.static_batch(dict(video=frame[None, None], actions=run.batch.get("actions")),
-                                steps)
-  apply = jax.jit(functools.partial(run.model.apply, refine_all=True))
-  out = apply(run.params, run.rng, batch)
-  return {k: np.asarray(v)[0] for k, v in out.items() if np.ndim(v)}
+def static_outputs(run: LoadedRun, frame: np.ndarray, steps: int) -> Dict[str, np.ndarray]:
+  """`evaluator.static_unroll` of `frame` [H, W, 3] (repeated `steps` times with zero actions,
+  refined at every step): the model's outputs per step, without the batch axis."""
+  batch = dict(video=frame[None, None], actions=run.batch.get("actions"))
+  out = evaluator.static_unroll(run.model, run.params, run.rng, batch, steps)
+  return {k: np.asarray(v)[0] for k, v in out.items()}
 
 
-def _prior_name(run: Run) -> str:
+def _prior_name(run: LoadedRun) -> str:
   kind = "predictive" if run.config.model.predictive_prior else "fixed"
   return f"{kind} prior ({os.path.basename(os.path.normpath(run.workdir))})"
 
 
-def prior(run: Run, other: Run, out_dir: str, steps: int = 32, frame: int = 0) -> List[str]:
+def prior(run: LoadedRun, other: LoadedRun, out_dir: str, steps: int = 32,
+          frame: int = 0) -> List[str]:
   if not 0 <= frame < run.video.shape[0]:
     raise ValueError(f"--prior_frame={frame} outside the sequence's {run.video.shape[0]} frames")
   image = run.video[frame]
@@ -216,7 +214,7 @@ def prior(run: Run, other: Run, out_dir: str, steps: int = 32, frame: int = 0) -
   shown = [s for s in PRIOR_SHOWN_STEPS if s < steps]
   curves, paths = {}, []
   for which, r in (("this", run), ("other", other)):
-    out = static_unroll(r, image, steps)
+    out = static_outputs(r, image, steps)
     name = _prior_name(r)
     name = name if name not in curves else f"{name} [{which}]"
     curves[name] = dict(kl=out["kl"].tolist(), mse=out["mse"].tolist())

@@ -53,15 +53,9 @@ def get_model_config() -> ml_collections.ConfigDict:
 def resolve_lowering(c: ml_collections.ConfigDict, backend: str) -> Tuple[str, str]:
   """(time_loop, conv_impl) for a backend ("cpu", "gpu", "tpu").
 
-  time_loop:
-    "scan":    one jax.lax.scan over T (the design for accelerators).
-    "unroll":  a Python loop over T (compile time grows with T).
-    "windows": the truncation windows (tbptt steps each, unrolled) run one after another from
-               the host; no gradient crosses a window boundary, so the summed window gradients
-               equal the scan's. Compile time and memory do not grow with T, and no convolution
-               gradient runs inside a loop (slow on XLA:CPU). Used by the trainer; a whole-sequence
-               `PARTS.apply` under "windows" runs unrolled.
-    "auto":    "windows" on CPU, "scan" elsewhere.
+  time_loop: "scan", "unroll" or "windows" (parts_jax/lowering.py runs them; "windows" keeps
+    compile time and memory flat in T, and no convolution gradient runs inside a loop, which is
+    slow on XLA:CPU); "auto": "windows" on CPU, "scan" elsewhere.
   conv_impl "auto": "im2col" for a scan on CPU (convolution gradients inside loops are slow
   there), "xla" otherwise.
   """
@@ -78,20 +72,21 @@ class ConfigError(ValueError):
   """A bad configuration value; the message names the field."""
 
 
-def _positive(name, value):
+def check_positive_int(path: str, value) -> None:
+  """Raises ConfigError unless `value` (the field config.<path>) is an int > 0."""
   if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-    raise ConfigError(f"config.model.{name} must be a positive integer, got {value!r}")
+    raise ConfigError(f"config.{path} must be a positive integer, got {value!r}")
 
 
 def validate_model_config(c: ml_collections.ConfigDict) -> None:
   """Raises ConfigError (one line, naming the field) for any bad value."""
-  _positive("num_slots", c.num_slots)
-  _positive("slot_dim", c.slot_dim)
-  _positive("num_refine_steps", c.num_refine_steps)
+  check_positive_int("model.num_slots", c.num_slots)
+  check_positive_int("model.slot_dim", c.slot_dim)
+  check_positive_int("model.num_refine_steps", c.num_refine_steps)
   if len(tuple(c.image_size)) != 2:
     raise ConfigError(f"config.model.image_size must be (H, W), got {c.image_size!r}")
   for i, s in enumerate(c.image_size):
-    _positive(f"image_size[{i}]", s)
+    check_positive_int(f"model.image_size[{i}]", s)
   if not c.beta >= 0:
     raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
   if not c.action_scale > 0:

@@ -30,6 +30,11 @@ def kl_divergence(lam_q: jnp.ndarray, lam_p: Optional[jnp.ndarray] = None) -> jn
 
   lam_q, lam_p: [..., 2D]; lam_p None means the fixed prior N(0, I). Returns [...].
   """
+  return jnp.sum(kl_per_dim(lam_q, lam_p), axis=-1)
+
+
+def kl_per_dim(lam_q: jnp.ndarray, lam_p: Optional[jnp.ndarray] = None) -> jnp.ndarray:
+  """The terms of `kl_divergence`, one per latent dimension: [..., 2D] -> [..., D]."""
   mu_q, log_sigma_q = split_lambda(lam_q)
   if lam_p is None:
     mu_p, log_sigma_p = jnp.zeros_like(mu_q), jnp.zeros_like(log_sigma_q)
@@ -37,8 +42,7 @@ def kl_divergence(lam_q: jnp.ndarray, lam_p: Optional[jnp.ndarray] = None) -> jn
     mu_p, log_sigma_p = split_lambda(lam_p)
   var_ratio = jnp.exp(2.0 * (log_sigma_q - log_sigma_p))
   mahalanobis = jnp.square(mu_q - mu_p) * jnp.exp(-2.0 * log_sigma_p)
-  kl = log_sigma_p - log_sigma_q + 0.5 * (var_ratio + mahalanobis - 1.0)
-  return jnp.sum(kl, axis=-1)
+  return log_sigma_p - log_sigma_q + 0.5 * (var_ratio + mahalanobis - 1.0)
 
 
 def standard_normal(rng: jax.Array, lam: jnp.ndarray) -> jnp.ndarray:

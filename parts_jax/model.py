@@ -1,8 +1,9 @@
 """PARTS: predict -> decode -> refine, over time (sections 3.2 and 3.3).
 
 The Haiku modules (decoder, refiner, predictor) are transformed together with
-`hk.multi_transform`; the time loop is plain JAX over their pure apply functions, so each step
-can call `jax.grad` of the ELBO w.r.t. lambda inside the `jax.lax.scan` body.
+`hk.multi_transform`; a step (`PARTS.step`) is plain JAX over their pure apply functions, so it
+can call `jax.grad` of the ELBO w.r.t. lambda inside a `jax.lax.scan` body. How the steps run
+over time (scan, unroll, truncation windows) and the loss of 3.3 live in parts_jax/lowering.py.
 
 One step t, with carry (lambda_{t-1}^N, predictor state, a_{t-1}):
   lambda_t^0 = P(lambda_{t-1}^N, a_{t-1})                         (3.2.1)
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from parts_jax import config as config_lib
-from parts_jax import distributions, elbo, layers, likelihood
+from parts_jax import distributions, elbo, layers, likelihood, lowering
 from parts_jax.decoder import SoftSpatialBroadcastDecoder
 from parts_jax.predictor import Predictor
 from parts_jax.refinement import make_refiner
@@ -101,8 +102,7 @@ class PARTS:
     refiner, the per-pixel responsibilities it was given).
     """
     carry, xs = self.step_inputs(rng, batch, refine_all)
-    _, outs = self.run(params, carry, xs, self.time_loop == "scan")
-    return self.finalize(outs)
+    return lowering.sequence(self, params, carry, xs)
 
   def rollout(self, params: Params, rng: jax.Array, batch: Batch, burn_in: int,
               rollout_steps: int) -> Dict[str, jnp.ndarray]:
@@ -120,8 +120,7 @@ class PARTS:
     video = jnp.pad(video, ((0, 0), (0, pad), (0, 0), (0, 0), (0, 0)))[:, :total]
     actions = jnp.pad(actions, ((0, 0), (0, pad), (0, 0)))[:, :total]
     carry, xs = self._step_inputs(rng, video, actions, jnp.arange(total) < burn_in)
-    _, outs = self.run(params, carry, xs, self.time_loop == "scan")
-    return self.finalize(outs)
+    return lowering.sequence(self, params, carry, xs)
 
   def decode(self, params: Params, z: jnp.ndarray) -> Dict[str, jnp.ndarray]:
     """Decodes latents z [B, K, D] into "recon" [B,H,W,3], "masks" [B,K,H,W],
@@ -165,7 +164,7 @@ class PARTS:
                          sigma_x=self.config.sigma_x, prior_lam=prior_lam)
     return -jnp.sum(fe.elbo), (fe, means)
 
-  # --- Internals ---------------------------------------------------------------------------
+  # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------
   def _inputs(self, batch: Batch) -> Tuple[jnp.ndarray, jnp.ndarray]:
     video = jnp.asarray(batch["video"])
     chex.assert_rank(video, 5)
@@ -194,7 +193,10 @@ class PARTS:
                                  fe.loglik_image, fe.log_masks, means)
     return lam + delta, fe, means, attn
 
-  def _step(self, params, carry: Carry, inputs: StepInputs):
+  def step(self, params: Params, carry: Carry,
+           inputs: StepInputs) -> Tuple[Carry, Dict[str, jnp.ndarray]]:
+    """One time step t (3.2): predict lambda_t^0, refine N times on x_t (unless not
+    inputs.observe), decode. Outputs [B, ...] as `apply`'s per step, without "loss"."""
     cfg = self.config
     if cfg.tbptt:
       carry = jax.tree.map(lambda c: jnp.where(inputs.cut, jax.lax.stop_gradient(c), c), carry)
@@ -249,41 +251,6 @@ class PARTS:
     xs = StepInputs(x=jnp.swapaxes(video, 0, 1), action=jnp.swapaxes(actions, 0, 1),
                     rng=jax.random.split(rng, t), observe=observe, cut=cut)
     return self.initial_carry(b, actions.shape[-1]), xs
-
-  def run(self, params: Params, carry: Carry, xs: StepInputs,
-          scan: bool) -> Tuple[Carry, Dict[str, jnp.ndarray]]:
-    """Runs the steps of xs ([T, ...]) from `carry`, in a lax.scan or a Python loop.
-
-    Returns the last carry and time-major outputs [T, B, ...]."""
-    step = lambda c, inp: self._step(params, c, inp)
-    if scan:
-      return jax.lax.scan(step, carry, xs)
-    per_step = []
-    for i in range(xs.x.shape[0]):
-      carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
-      per_step.append(out)
-    return carry, jax.tree.map(lambda *a: jnp.stack(a), *per_step)
-
-  @staticmethod
-  def finalize(outs: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
-    """Time-major outputs -> [B, T, ...] plus the scalar "loss"."""
-    outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
-    outs["loss"] = -jnp.mean(outs["elbo"])                        # (1/T) sum_t L_t (3.3)
-    return outs
-
-  def window_length(self, num_steps: int) -> int:
-    """Steps per window of the "windows" lowering: tbptt (the whole sequence when 0)."""
-    return self.config.tbptt or num_steps
-
-  def window_loss(self, params: Params, carry: Carry, xs: StepInputs, num_steps: int):
-    """One truncation window for the "windows" lowering (no gradient reaches `carry`).
-
-    xs holds the window's steps ([W, ...]); returns (this window's share of "loss", i.e.
-    -sum_t mean_B ELBO_t / num_steps, (next carry, time-major outputs [W, B, ...])).
-    """
-    carry = jax.lax.stop_gradient(carry)
-    carry, outs = self.run(params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False)
-    return -jnp.sum(jnp.mean(outs["elbo"], axis=1)) / num_steps, (carry, outs)
 
 
 def build_model(config: ml_collections.ConfigDict, backend: Optional[str] = None) -> PARTS:

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tarfile
 
-import jax
 import numpy as np
 
 from benchmarks import accelerator_kit
@@ -95,15 +94,12 @@ def test_extrapolated_flops_equal_the_unrolled_count():
   """common.extrapolated_flops (T = 1, 2, extrapolated) equals XLA's count of the whole
   unrolled step at T = 5."""
   from benchmarks import common
-  from experiments import setup_lib, trainer
   config = accelerator_kit.load_config("sprites", accelerator_kit.DRY_RUN_OVERRIDES)
   config.model.time_loop = "unroll"
   batch = common.synthetic_batch(config, batch_size=2, num_frames=5)
   run = common.StepRunner(config, batch)
-  estimate = common.extrapolated_flops(config, run, batch)
-  step = trainer.TrainStep(setup_lib.make_model(config), run.step.optimizer, False)
-  whole = common.compiled_flops(step._full, run.state, batch)  # pylint: disable=protected-access
-  grads, sums = step.grads(run.state, batch)
-  update = jax.jit(step._update_fn, static_argnums=(3,))  # pylint: disable=protected-access
-  whole += common.compiled_flops(update, run.state, grads, sums, 10)
+  estimate = common.extrapolated_flops(run, batch)
+  programs = run.step.programs(run.state, batch)
+  assert [p.name for p in programs] == ["key", "sequence", "update"]
+  whole = sum(p.calls * common.compiled_flops(p.fn, *p.args) for p in programs)
   np.testing.assert_allclose(estimate, whole, rtol=0.01)

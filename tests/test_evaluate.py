@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from datasets import registry
-from experiments import checkpointing, evaluate, setup_lib, train
+from experiments import checkpointing, evaluate, evaluator, setup_lib, train
 from experiments.configs import sprites
 
 T, K, EVAL_BATCH, NUM_EVAL, STEP = 3, 3, 4, 6, 7
@@ -254,7 +254,7 @@ def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
                         jax.tree.unflatten(jax.tree.structure(params), list(jax.random.split(
                             jax.random.PRNGKey(3), len(jax.tree.leaves(params))))))
   out = model.apply(params, jax.random.PRNGKey(1), batch)
-  got = evaluate.diagnostic_fg_ari(model, params, batch, out, config.eval.max_ids)
+  got = evaluator.diagnostic_fg_ari(model, params, batch, out, config.eval.max_ids)
 
   video = np.asarray(batch["video"], np.float64)                    # [B, T, H, W, 3]
   masks = np.asarray(out["masks"], np.float64)                      # [B, T, K, H, W]
@@ -295,7 +295,7 @@ def test_evaluate_writes_labelled_diagnostics(tmp_path):
   result = evaluate.evaluate(config, workdir, verbose=False)
   diag = result["diagnostics"]
   assert "not the paper's number" in diag["note"]
-  for name in evaluate.DIAGNOSTICS:
+  for name in evaluator.DIAGNOSTICS:
     assert -1.0 <= diag[f"fg_ari_{name}"] <= 1.0
     assert len(diag[f"fg_ari_{name}_per_step"]) == T
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:

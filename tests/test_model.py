@@ -272,6 +272,24 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
                                  err_msg=f"{loop} {jax.tree_util.keystr(path)}")
 
 
+def test_train_step_programs_name_what_one_step_runs():
+  """TrainStep.programs lists the distinct compiled programs of a step with their calls (from
+  shapes alone), and loop_free() replaces the scan by an unrolled program."""
+  from experiments.train import TrainStep, make_optimizer
+  from experiments.configs import common
+  opt = make_optimizer(common.base_config().train)
+  for loop, want in (("windows", [("key", 1), ("prepare", 1), ("window[1]", 1), ("window[2]", 2),
+                                  ("update", 1)]),
+                     ("scan", [("key", 1), ("sequence", 1), ("update", 1)])):
+    model, params, batch = _setup(steps=5, tbptt=2, time_loop=loop, conv_impl="xla")
+    state = dict(step=jnp.int32(0), params=params, opt_state=opt.init(params),
+                 rng=jax.random.PRNGKey(5), skipped=jnp.int32(0))
+    step = TrainStep(model, opt, False)
+    assert [(p.name, p.calls) for p in step.programs(state, batch)] == want, loop
+    free = step.loop_free()
+    assert free.gradients.time_loop == ("unroll" if loop == "scan" else loop)
+
+
 def test_action_scale_equals_scaled_actions():
   """model.action_scale = c on actions a gives exactly the model with scale 1 on c * a."""
   model, params, batch = _setup(steps=3)

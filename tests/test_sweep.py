@@ -23,9 +23,9 @@ def test_parse_sweep_and_split_values():
   assert presets == ["op3", "parts"] and seeds == [0, 2]
   assert grid == [("model.decoder.channels", ["(8,)", "(16,16)"]), ("model.num_slots", ["5"])]
   assert sweep.parse_sweep("") == (None, None, [])
-  with pytest.raises(ConfigError, match="integers"):
+  with pytest.raises(sweep.SweepError, match="integers"):
     sweep.parse_sweep("seeds=a")
-  with pytest.raises(ConfigError, match="NAME=V1"):
+  with pytest.raises(sweep.SweepError, match="NAME=V1"):
     sweep.parse_sweep("presets")
 
 
@@ -40,9 +40,9 @@ def test_expand_runs_and_workdirs():
   assert runs[0].workdir == "/r/op3/model.num_slots=5/seed0"
   plain = sweep.expand(f"{ABLATIONS}:op3", ablations.get_config("op3"), "seeds=3", "/r")
   assert [(r.preset, r.seed, r.workdir) for r in plain] == [("op3", 3, "/r/op3/seed3")]
-  with pytest.raises(ConfigError, match="not presets"):
+  with pytest.raises(sweep.SweepError, match="not presets"):
     sweep.expand(ABLATIONS, config, "presets=nope", "/r")
-  with pytest.raises(ConfigError, match="not a config field"):
+  with pytest.raises(sweep.SweepError, match="not a config field"):
     sweep.expand(ABLATIONS, config, "model.no_such=1", "/r")
 
 
@@ -116,7 +116,7 @@ def test_run_all_jobs_seed_major_logs_and_failures(tmp_path, monkeypatch):
       assert f.read().count("log line") == (1 if (r.preset, r.seed) == ("op3", 1) else 2)
   assert sweep.single_thread_env({"XLA_FLAGS": "intra_op_parallelism_threads=2"}) == {
       "XLA_FLAGS": "intra_op_parallelism_threads=2"}
-  with pytest.raises(ConfigError, match="jobs"):
+  with pytest.raises(sweep.SweepError, match="jobs"):
     sweep.run_all(runs, {}, jobs=0)
 
 

@@ -29,6 +29,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.num_steps = 20_000
   c.train.batch_size = 8             # global batch, split over all devices
+  c.train.host_devices = 0           # XLA:CPU devices; 0 = one per core, batch split over
+                                     # them (experiments/host_devices.py); no effect on GPU/TPU
   c.train.learning_rate = 3e-4       # chosen (not given in the paper)
   c.train.warmup_steps = 500         # chosen (linear warm-up)
   c.train.rmsprop_decay = 0.9        # chosen

@@ -1,0 +1,183 @@
+"""The time loop (section 3.3): how the T steps of PARTS run, the loss, and the compiled programs.
+
+`PARTS` (model.py) defines one step t (`PARTS.step`) and the per-step inputs of a batch
+(`PARTS.step_inputs`); this module runs the steps over time, and is the only place that reads the
+resolved lowering `time_loop` (parts_jax.config.resolve_lowering picks it):
+  "scan"     one jax.lax.scan over T (the design for accelerators);
+  "unroll"   a Python loop over T inside one program (compile time grows with T);
+  "windows"  for gradients: the truncation windows (config.tbptt steps each, unrolled) run one
+             after another from the host; no gradient crosses a window boundary, so the window
+             gradients add up to the whole sequence's truncated-BPTT gradient, and compile time
+             and memory do not grow with T. A whole-sequence forward (`PARTS.apply`) under
+             "windows" runs unrolled.
+`host_unroll` runs one jitted step at a time from the host (Fig 7's static unroll of many steps).
+
+The loss of section 3.3 is L = (1/T) sum_t L_t with L_t = -ELBO(x_t) (Eqs 1, 7), averaged over
+the batch: `loss` of the ELBO summed over the B x T frames (`frame_sums`), whatever the lowering.
+
+Shapes: T time, B batch; "time-major" [T, B, ...], "batch-major" [B, T, ...].
+"""
+import collections
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+
+Outputs = Dict[str, jnp.ndarray]
+SUMMED = ("elbo", "kl", "nll", "mse")      # the per-frame terms that `frame_sums` adds up
+
+
+# --- The loss (3.3) ----------------------------------------------------------------------------
+def frame_sums(outs: Outputs) -> Dict[str, jnp.ndarray]:
+  """Sums over all frames (time- or batch-major alike) of the per-frame terms SUMMED: scalars."""
+  return {k: jnp.sum(outs[k]) for k in SUMMED}
+
+
+def loss(elbo_sum: jnp.ndarray, num_frames: int) -> jnp.ndarray:
+  """L = (1/T) sum_t L_t, L_t = -ELBO_t, averaged over B (3.3): -elbo_sum / (B T).
+
+  elbo_sum: the ELBO summed over frames; num_frames: B T of the whole sequence (a window's sum
+  over its own steps gives that window's share of L)."""
+  return -elbo_sum / num_frames
+
+
+def per_frame(sums: Dict[str, jnp.ndarray], num_frames: int) -> Dict[str, jnp.ndarray]:
+  """`frame_sums` -> "loss" (3.3) and the SUMMED terms per frame."""
+  return dict(loss=loss(sums["elbo"], num_frames), **{k: sums[k] / num_frames for k in SUMMED})
+
+
+# --- Running the steps -------------------------------------------------------------------------
+def run(model, params, carry, xs, scan: bool) -> Tuple[Any, Outputs]:
+  """Runs the steps of xs (time-major `StepInputs` [T, ...]) from `carry` in one jax.lax.scan
+  (`scan`) or a Python loop. Returns the last carry and time-major outputs [T, B, ...]."""
+  step = lambda c, inp: model.step(params, c, inp)
+  if scan:
+    return jax.lax.scan(step, carry, xs)
+  per_step = []
+  for i in range(xs.x.shape[0]):
+    carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
+    per_step.append(out)
+  return carry, jax.tree.map(lambda *a: jnp.stack(a), *per_step)
+
+
+def sequence(model, params, carry, xs) -> Outputs:
+  """The whole sequence under the model's lowering ("windows" runs unrolled): batch-major
+  outputs [B, T, ...] plus the scalar "loss" (3.3)."""
+  _, outs = run(model, params, carry, xs, scan=model.time_loop == "scan")
+  outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
+  outs["loss"] = loss(jnp.sum(outs["elbo"]), outs["elbo"].size)
+  return outs
+
+
+def window_bounds(num_steps: int, tbptt: int) -> List[Tuple[int, int]]:
+  """[(t0, t1), ...]: the truncation windows of tbptt steps (one window when tbptt = 0)."""
+  length = tbptt or num_steps
+  return [(t0, min(t0 + length, num_steps)) for t0 in range(0, num_steps, length)]
+
+
+def window_loss(model, params, carry, xs, num_steps: int):
+  """One truncation window (no gradient reaches `carry`); xs holds its steps ([W, ...]).
+
+  Returns (this window's share of the loss, (next carry, `frame_sums` of the window))."""
+  carry = jax.lax.stop_gradient(carry)
+  carry, outs = run(model, params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False)
+  sums = frame_sums(outs)
+  return loss(sums["elbo"], num_steps * xs.x.shape[1]), (carry, sums)
+
+
+def jit_step(model, reduce: Optional[Callable] = None):
+  """A jitted (params, carry, inputs of one step, *aux) -> (carry, reduce(outputs [B, ...], *aux))
+  (default: the outputs), for `host_unroll`."""
+  reduce = reduce or (lambda out: out)
+
+  def step(params, carry, inputs, *aux):
+    carry, out = model.step(params, carry, inputs)
+    return carry, reduce(out, *aux)
+
+  return jax.jit(step)
+
+
+def host_unroll(step, params, carry, xs, *aux) -> Outputs:
+  """Runs `step` (from `jit_step`) once per step of xs ([T, ...]) from the host, so that compile
+  time does not grow with T. Returns its results stacked batch-major [B, T, ...]."""
+  per_step = []
+  for t in range(xs.x.shape[0]):
+    carry, result = step(params, carry, jax.tree.map(lambda a, t=t: a[t], xs), *aux)
+    per_step.append(result)
+  return jax.tree.map(lambda *a: jnp.stack(a, axis=1), *per_step)
+
+
+# --- Gradients and the compiled programs they run ---------------------------------------------
+class Program(NamedTuple):
+  """One compiled program: `fn.lower(*args).compile()` builds it; `calls` runs per use."""
+  name: str
+  fn: Any                 # a jax.jit-ed function
+  args: Tuple             # arrays or jax.ShapeDtypeStruct to lower it with (static ints too)
+  calls: int
+
+
+class Gradients:
+  """(params, rng, batch) -> (grads, sums): the gradient of the loss (3.3) w.r.t. params and the
+  `frame_sums` of the forward, under a lowering (default: the model's).
+
+  batch {"video": [B, T, H, W, 3], "actions": [B, T, A]}; grads: like params.
+  """
+
+  def __init__(self, model, time_loop: Optional[str] = None):
+    self.model = model
+    self.time_loop = time_loop or model.time_loop
+    self._sequence = jax.jit(self._sequence_grads)
+    self._prepare = jax.jit(model.step_inputs)
+    self._window = jax.jit(self._window_grads, static_argnums=(3,))
+
+  def _sequence_grads(self, params, rng, batch):
+    carry, xs = self.model.step_inputs(rng, batch)
+    num_frames = xs.x.shape[0] * xs.x.shape[1]
+
+    def loss_fn(p):
+      _, outs = run(self.model, p, carry, xs, scan=self.time_loop == "scan")
+      sums = frame_sums(outs)
+      return loss(sums["elbo"], num_frames), sums
+
+    (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return grads, sums
+
+  def _window_grads(self, params, carry, xs, num_steps):
+    (_, (carry, sums)), grads = jax.value_and_grad(
+        lambda p: window_loss(self.model, p, carry, xs, num_steps), has_aux=True)(params)
+    return grads, carry, sums
+
+  def __call__(self, params, rng, batch):
+    if self.time_loop != "windows":
+      return self._sequence(params, rng, batch)
+    carry, xs = self._prepare(rng, batch)
+    num_steps = xs.x.shape[0]
+    grads = sums = None
+    for t0, t1 in window_bounds(num_steps, self.model.config.tbptt):
+      window = jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs)
+      g, carry, s = self._window(params, carry, window, num_steps)
+      grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
+      sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
+    return grads, sums
+
+  def programs(self, params, rng, batch) -> List[Program]:
+    """The distinct programs one call runs, with the arguments to lower them with (nothing is
+    run: shapes come from jax.eval_shape)."""
+    if self.time_loop != "windows":
+      return [Program("sequence", self._sequence, (params, rng, batch), 1)]
+    carry, xs = jax.eval_shape(self.model.step_inputs, rng, batch)
+    num_steps = xs.x.shape[0]
+    lengths = collections.Counter(
+        t1 - t0 for t0, t1 in window_bounds(num_steps, self.model.config.tbptt))
+    programs = [Program("prepare", self._prepare, (rng, batch), 1)]
+    for n, calls in sorted(lengths.items()):
+      window = jax.tree.map(lambda a, n=n: jax.ShapeDtypeStruct((n,) + a.shape[1:], a.dtype), xs)
+      programs.append(Program(f"window[{n}]", self._window, (params, carry, window, num_steps),
+                              calls))
+    return programs
+
+  def loop_free(self) -> "Gradients":
+    """The same gradients with no time loop inside a program ("scan" -> "unroll"): XLA's cost
+    analysis counts a loop body once, so FLOP counts need these programs."""
+    return self if self.time_loop != "scan" else Gradients(self.model, "unroll")
+
