@@ -168,14 +168,7 @@ def stage_device() -> Dict[str, Any]:
 
 
 def _cpu_name() -> str:
-  try:
-    with open("/proc/cpuinfo") as f:
-      for line in f:
-        if line.startswith("model name"):
-          return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} CPUs)"
-  except OSError:
-    pass
-  return platform.processor()
+  return f"{common.processor_name()} ({os.cpu_count()} CPUs)"
 
 
 def stage_equivalence(out: str) -> Dict[str, Any]:

@@ -1,8 +1,10 @@
 r"""Steps/s with 1, 2, 4 and 8 host devices (XLA_FLAGS=--xla_force_host_platform_device_count=N)
 at a fixed per-device batch (fresh process each). One JSON object.
 
-On a CPU the "devices" share the same cores, so this measures the data-parallel machinery's
-overhead, not a speed-up; on a multi-accelerator host the same script measures real scaling.
+The batch is sharded over the devices as in training (benchmarks.common.StepRunner). On a CPU
+the host "devices" share the cores: up to one per core they run side by side (the speed-up that
+`train.host_devices` uses, experiments/host_devices.py), beyond that they only add overhead; on a
+multi-accelerator host the same script measures real scaling.
 
   python -m benchmarks.scaling [--per_device_batch=2]
 """
