@@ -91,6 +91,24 @@ def test_traversal(paths):
   center = [_tile(image, r, 4) for r in range(6)]   # Value 0: the unperturbed posterior mean.
   for tile in center[1:]:
     np.testing.assert_array_equal(tile, center[0])
+  # Off the centre the latent moves: every row changes the decoded frame somewhere, and -2 and
+  # +2 decode to different frames.
+  for r in range(6):
+    assert any(not np.array_equal(_tile(image, r, c), center[0]) for c in range(9) if c != 4), r
+    assert not np.array_equal(_tile(image, r, 0), _tile(image, r, 8)), r
+
+
+def test_traversal_latents_hand_computed():
+  mu = np.arange(6, dtype=np.float32).reshape(3, 2)   # K = 3 slots, D = 2 dims.
+  z = visualize.traversal_latents(mu, slot=1, dims=[0], all_slot_dims=[1], values=[-1.0, 2.0])
+  assert z.shape == (2, 2, 3, 2)                      # [rows, values, K, D]
+  # Row 0: dim 0 of slot 1 only.
+  np.testing.assert_array_equal(z[0, 0], [[0, 1], [1, 3], [4, 5]])
+  np.testing.assert_array_equal(z[0, 1], [[0, 1], [4, 3], [4, 5]])
+  # Row 1: dim 1 of every slot.
+  np.testing.assert_array_equal(z[1, 0], [[0, 0], [2, 2], [4, 4]])
+  np.testing.assert_array_equal(z[1, 1], [[0, 3], [2, 5], [4, 7]])
+  np.testing.assert_array_equal(mu, np.arange(6).reshape(3, 2))   # Not modified in place.
 
 
 def test_rollout(paths, runs):
