@@ -13,13 +13,13 @@ after the first (which includes compilation).
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 from benchmarks import common
+from experiments import sweep
 
 
 def run_training(config: str, host_devices: int, steps: int, log_every: int,
@@ -32,13 +32,11 @@ def run_training(config: str, host_devices: int, steps: int, log_every: int,
   t0 = time.perf_counter()
   out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
   wall = time.perf_counter() - t0
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    rates = [r["train/steps_per_s"] for r in map(json.loads, f) if "train/steps_per_s" in r]
-  if len(rates) < 2:
-    raise SystemExit(f"--steps={steps} gives {len(rates)} log intervals; need >= 2")
+  rate = sweep.median_steps_per_s(workdir)
+  if rate is None:
+    raise SystemExit(f"--steps={steps} with --log_every={log_every} logs < 2 intervals; need >= 2")
   devices = next((line for line in out.splitlines() if line.startswith("JAX ")), "")
-  return dict(host_devices=host_devices, steps_per_s=statistics.median(rates[1:]),
-              intervals=[round(r, 3) for r in rates], devices_line=devices, wall_s=wall)
+  return dict(host_devices=host_devices, steps_per_s=rate, devices_line=devices, wall_s=wall)
 
 
 def main():

@@ -4,7 +4,7 @@ One multi-threaded XLA:CPU program of small convolutions leaves the cores under-
 batch split over n host devices (XLA_FLAGS=--xla_force_host_platform_device_count=n, the same
 jit-over-a-mesh data parallelism as on accelerators: params replicated, gradients averaged by the
 global mean loss), XLA runs the n per-device programs side by side. Measured for the default
-sprites config on a 2-core AMD EPYC, `python -m benchmarks.host_devices`: 1.7x the steps/s of
+sprites config on a 2-core AMD EPYC, `python -m benchmarks.host_devices`: 1.5-1.9x the steps/s of
 one device (README, Performance).
 
 `configure` must run before JAX starts its backends (the entry points call it first). It leaves

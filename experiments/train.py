@@ -5,7 +5,7 @@ r"""Trains PARTS.
 
 Data-parallel over all local devices (jit over a 1-D device mesh: the batch is sharded, params
 replicated, gradients averaged by the global mean loss). On a CPU a single process splits the
-batch over one XLA:CPU device per core (`config.train.host_devices`; 1.7x the steps/s of one
+batch over one XLA:CPU device per core (`config.train.host_devices`; 1.5-1.9x the steps/s of one
 device for the default config, README Performance). Several processes (multi-host):
 pass --num_processes/--process_id/--coordinator_address, or --distributed on TPU pods where
 jax.distributed.initialize() finds them itself; each process reads its own slice of every batch.

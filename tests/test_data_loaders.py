@@ -218,6 +218,15 @@ def test_convert_folder_rejects_bad_file(tmp_path):
 # movi
 
 
+def _assert_halved_movi_episode(episode, video, seg, t):
+  """`episode` is the first t frames of (video, seg) at half size: area-averaged frames (to
+  within uint8 rounding), nearest-neighbour int32 ids, no actions."""
+  np.testing.assert_allclose(episode["video"], _block_mean(video[:t], 2), atol=0.51)
+  np.testing.assert_array_equal(episode["segmentations"], seg[:t, 1::2, 1::2, 0])
+  assert episode["segmentations"].dtype == np.int32
+  assert episode["actions"].shape == (t, 0)
+
+
 def test_movi_example_to_episode():
   rng = np.random.default_rng(4)
   video = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
@@ -225,12 +234,7 @@ def test_movi_example_to_episode():
   episode = movi.example_to_episode(
       {"video": video, "segmentations": seg, "depth": None}, image_size=4,
       num_frames=3)
-  np.testing.assert_allclose(episode["video"], _block_mean(video[:3], 2),
-                             atol=0.51)
-  np.testing.assert_array_equal(episode["segmentations"],
-                                seg[:3, 1::2, 1::2, 0])
-  assert episode["segmentations"].dtype == np.int32
-  assert episode["actions"].shape == (3, 0)
+  _assert_halved_movi_episode(episode, video, seg, 3)
   same = movi.example_to_episode({"video": video, "segmentations": seg}, 8, 5)
   np.testing.assert_array_equal(same["video"], video)
   with pytest.raises(base.DataError, match="fewer than"):
@@ -260,12 +264,7 @@ def test_movi_published_build(tmp_path, name, cache):
     for i, k in enumerate(indices):
       video, seg = scenes[k]
       episode = source[i]
-      np.testing.assert_allclose(episode["video"], _block_mean(video[:5], 2),
-                                 atol=0.51)
-      np.testing.assert_array_equal(episode["segmentations"],
-                                    seg[:5, 1::2, 1::2, 0])
-      assert episode["segmentations"].dtype == np.int32
-      assert episode["actions"].shape == (5, 0)
+      _assert_halved_movi_episode(episode, video, seg, 5)
   capped = movi.build_source(_config(data_dir=str(tmp_path), name=name,
                                      num_train=2, image_size=128,
                                      num_frames=24), "train")
