@@ -1,30 +1,46 @@
-"""montage: the one mask palette and frame montage of the data generators' docs.
+"""montage: the one id palette, and the frame montage of the data generators' docs.
 
   python -m datasets.sprites --montage docs/sprites_montage.png
   python -m datasets.room3d --montage docs/room3d_montage.png
 """
 import argparse
+import colorsys
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from datasets import base
 
-# Mask id colours: 0 (background) black, then Sasha Trubetskoy's distinct
-# colours; ids beyond them cycle (never back to black).
-PALETTE = np.array([
+# 0 is the background (black); then Sasha Trubetskoy's 20 distinct colours, and
+# white; `palette` adds golden-ratio hues beyond them.
+_BASE_PALETTE = (
     (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
     (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230),
     (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255),
     (170, 110, 40), (255, 250, 200), (128, 0, 0), (170, 255, 195),
-    (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128)], np.uint8)
+    (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
+    (255, 255, 255))
+
+
+def palette(num_colors: int) -> np.ndarray:
+  """The one id palette (data montages and the model's figures): [num_colors, 3]
+  uint8 distinct colours, entry 0 black; palette(n) is a prefix of palette(m > n)."""
+  colors = list(_BASE_PALETTE[:num_colors])
+  i = 0
+  while len(colors) < num_colors:  # Beyond the base palette: golden-ratio hues.
+    rgb = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.5 + 0.5 * (i % 2),
+                              0.6 + 0.4 * ((i // 2) % 2))
+    color = tuple(int(round(255 * c)) for c in rgb)
+    if color not in colors:
+      colors.append(color)
+    i += 1
+  return np.array(colors, np.uint8).reshape(num_colors, 3)
 
 
 def colour_masks(segmentations: np.ndarray) -> np.ndarray:
-  """[..., H, W] ids -> [..., H, W, 3] uint8 colours (see PALETTE)."""
-  ids = np.asarray(segmentations)
-  index = np.where(ids > 0, 1 + (ids - 1) % (len(PALETTE) - 1), 0)
-  return PALETTE[index]
+  """[..., H, W] ids >= 0 -> [..., H, W, 3] uint8 colours of `palette`."""
+  ids = np.asarray(segmentations).astype(np.int64)
+  return palette(int(ids.max(initial=0)) + 1)[ids]
 
 
 def montage(episodes: Sequence[base.Episode], every: int = 1, scale: int = 2,

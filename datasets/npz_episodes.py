@@ -48,6 +48,7 @@ import numpy as np
 
 from datasets import base
 from datasets import resize
+from datasets import validation
 
 VIDEO_KEYS = ("video", "frames", "images")
 ACTION_KEYS = ("actions", "action")
@@ -98,45 +99,6 @@ def _pick(keys, names, path, what, required=True) -> Optional[str]:
   return found[0] if found else None
 
 
-def check_shapes(path: str, video: Tuple[tuple, np.dtype],
-                 actions: Optional[Tuple[tuple, np.dtype]],
-                 segmentations: Optional[Tuple[tuple, np.dtype]],
-                 video_dtypes=(np.uint8,)) -> None:
-  """Raises DataError (naming `path`) unless the (shape, dtype) pairs fit."""
-  shape, dtype = video
-  if len(shape) != 4 or shape[-1] != 3 or min(shape) < 1:
-    raise base.DataError(f"{path}: video has shape {shape}, expected "
-                         f"[T, H, W, 3] (channels last, RGB)")
-  if np.dtype(dtype) not in [np.dtype(d) for d in video_dtypes]:
-    raise base.DataError(f"{path}: video has dtype {dtype}, expected "
-                         f"{' or '.join(np.dtype(d).name for d in video_dtypes)}")
-  if actions is not None:
-    a_shape, a_dtype = actions
-    if len(a_shape) != 2 or a_shape[0] != shape[0]:
-      raise base.DataError(f"{path}: actions have shape {a_shape}, expected "
-                           f"[T, A] with T = {shape[0]} (the video's T)")
-    if not np.issubdtype(a_dtype, np.floating):
-      raise base.DataError(f"{path}: actions have dtype {a_dtype}, expected "
-                           f"float32")
-  if segmentations is not None:
-    s_shape, s_dtype = segmentations
-    if tuple(s_shape) != tuple(shape[:3]):
-      raise base.DataError(f"{path}: segmentations have shape {s_shape}, "
-                           f"expected [T, H, W] = {tuple(shape[:3])}")
-    if not (np.issubdtype(s_dtype, np.integer) or s_dtype == np.bool_):
-      raise base.DataError(f"{path}: segmentations have dtype {s_dtype}, "
-                           f"expected an integer type")
-
-
-def _check_values(path: str, episode: base.Episode) -> None:
-  if not np.isfinite(episode["actions"]).all():
-    raise base.DataError(f"{path}: actions contain NaN or infinite values")
-  seg = episode.get("segmentations")
-  if seg is not None and seg.size and seg.min() < 0:
-    raise base.DataError(f"{path}: segmentations contain negative ids "
-                         f"({seg.min()}); use 0 for background, 1..N objects")
-
-
 def load_episode(path: str) -> base.Episode:
   """One episode file in the documented format, checked (DataError if bad)."""
   try:
@@ -157,11 +119,11 @@ def load_episode(path: str) -> base.Episode:
   except _READ_ERRORS as e:
     raise base.DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the "
                          f"file is truncated or corrupt, re-export it") from e
-  check_shapes(path, (episode["video"].shape, episode["video"].dtype),
-               (episode["actions"].shape, episode["actions"].dtype),
-               (episode["segmentations"].shape, np.dtype(np.int32))
-               if "segmentations" in episode else None)
-  _check_values(path, episode)
+  validation.validate_episode(episode, path)
+  if episode["video"].dtype != np.uint8:
+    raise base.DataError(f"{path}: video dtype is {episode['video'].dtype}; "
+                         f"the stored format is uint8 (the converter "
+                         f"`python -m datasets.npz_episodes` scales floats)")
   return episode
 
 
@@ -198,8 +160,9 @@ class NpzEpisodeSource(base.EpisodeSource):
       if "video" not in headers:
         raise base.DataError(f"{path}: no `video` array (found "
                              f"{sorted(headers)})")
-      check_shapes(path, headers["video"], headers.get("actions"),
-                   headers.get("segmentations"))
+      validation.check_layout(path, headers["video"], headers.get("actions"),
+                              headers.get("segmentations"),
+                              video_dtypes=(np.uint8,))
       length = headers["video"][0][0]
       if length < self._num_frames:
         raise base.DataError(f"{path}: has {length} frames, fewer than "
@@ -259,26 +222,19 @@ def _convert_one(path: str) -> Dict[str, np.ndarray]:
   except _READ_ERRORS as e:
     raise base.DataError(f"{path}: cannot read ({type(e).__name__}: {e}); the "
                          f"file is truncated or corrupt") from e
-  check_shapes(path, (video.shape, video.dtype),
-               (out["actions"].shape, out["actions"].dtype)
-               if "actions" in out else None,
-               (out["segmentations"].shape, out["segmentations"].dtype)
-               if "segmentations" in out else None,
-               video_dtypes=(np.uint8, np.float16, np.float32, np.float64))
-  if video.dtype != np.uint8:
-    if not np.isfinite(video).all() or video.min() < 0 or video.max() > 1:
-      raise base.DataError(f"{path}: float video must lie in [0, 1], got "
-                           f"[{np.nanmin(video)}, {np.nanmax(video)}] or "
-                           f"non-finite values")
-    video = np.round(video * 255.0).astype(np.uint8)
   out["video"] = video
-  if "actions" in out:
-    out["actions"] = out["actions"].astype(np.float32)
-  else:
+  if "actions" not in out:
     out["actions"] = np.zeros((len(video), 0), np.float32)
+  validation.check_layout(path, (video.shape, video.dtype),
+                          (out["actions"].shape, out["actions"].dtype),
+                          (out["segmentations"].shape, out["segmentations"].dtype)
+                          if "segmentations" in out else None)
+  out["actions"] = out["actions"].astype(np.float32)
   if "segmentations" in out:
     out["segmentations"] = out["segmentations"].astype(np.int32)
-  _check_values(path, out)
+  validation.validate_episode(out, path)
+  if video.dtype != np.uint8:
+    out["video"] = np.round(video * 255.0).astype(np.uint8)
   if out["actions"].shape[1] == 0:
     del out["actions"]  # Absent means A = 0.
   return out

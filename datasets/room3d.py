@@ -47,6 +47,7 @@ Montage for the docs:
   python -m datasets.room3d --montage docs/room3d_montage.png
 """
 import dataclasses
+import functools
 import os
 import threading
 from typing import List, Optional, Sequence, Tuple
@@ -55,6 +56,7 @@ import numpy as np
 
 from datasets import base
 from datasets import montage
+from datasets import sources
 
 #: Bump when the generator's output changes: it is part of the cache key.
 VERSION = 1
@@ -437,25 +439,18 @@ def episode_params(data_config) -> dict:
               frame_dt=float(get("frame_dt", 0.1)))
 
 
-class Room3DSource(base.EpisodeSource):
+class Room3DSource(sources.GeneratedSource):
   """Generates room3d episodes on the fly (in memory, random access)."""
 
   action_dim = 3
-  has_segmentations = True
 
   def __init__(self, split: str, num_episodes: int, *, seed: int = 0,
                **params):
     base.check_split(split, "room3d")
     self.split, self.seed, self.params = split, int(seed), params
-    self._num = int(num_episodes)
-    self.origin = f"room3d(seed={seed}, split={split})"
-
-  def __len__(self) -> int:
-    return self._num
-
-  def __getitem__(self, index: int) -> base.Episode:
-    index = base.check_index(self, index)
-    return generate_episode(self.seed, self.split, int(index), **self.params)
+    super().__init__(
+        functools.partial(generate_episode, self.seed, split, **params),
+        num_episodes, f"room3d(seed={seed}, split={split})")
 
 
 def _render_index(args) -> base.Episode:

@@ -1,11 +1,14 @@
 """sources: episode sources the file-format loaders share.
 
+  GeneratedSource      episodes made on demand by a function of their index
+                       (the procedural datasets, sprites and room3d).
   ListSource           episodes held in memory.
   SequentialReader     random access (for the cache) over a sequential reader.
   cached_or_in_memory  the N episodes of a sequential reader, written once to
                        the array_record cache (data.cache, default True) or
                        held in memory.
-Used by movi.py and multi_object.py, whose record files are read in order.
+SequentialReader and cached_or_in_memory are used by movi.py and
+multi_object.py, whose record files are read in order.
 """
 from typing import Callable, Iterator, Sequence
 
@@ -40,6 +43,23 @@ class SequentialReader:
       self._next += 1
     self._last = (index, episode)
     return episode
+
+
+class GeneratedSource(base.EpisodeSource):
+  """Episodes generated on the fly (in memory, random access): episode i is
+  make(i), a pure function of i. Subclasses set action_dim."""
+
+  has_segmentations = True
+
+  def __init__(self, make: Callable[[int], base.Episode], num_episodes: int,
+               origin: str):
+    self._make, self._num, self.origin = make, int(num_episodes), origin
+
+  def __len__(self) -> int:
+    return self._num
+
+  def __getitem__(self, index: int) -> base.Episode:
+    return self._make(int(base.check_index(self, index)))
 
 
 class ListSource(base.EpisodeSource):

@@ -30,12 +30,14 @@ Montage for the docs:
   python -m datasets.sprites --montage docs/sprites_montage.png
 """
 import colorsys
+import functools
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from datasets import base
 from datasets import montage
+from datasets import sources
 
 SHAPES = ("square", "circle", "triangle", "diamond", "star", "cross")
 SPLIT_IDS = base.SPLIT_IDS  # Episode i of split s: rng [seed, id(s), i].
@@ -238,7 +240,7 @@ def make_episode(seed: int, split_id: int, index: int, **params) -> base.Episode
                           **params)
 
 
-class SpritesSource(base.EpisodeSource):
+class SpritesSource(sources.GeneratedSource):
   """Sprites episodes generated on the fly (in memory, random access).
 
   Episode i of split s comes from np.random.default_rng([seed, split_id(s), i]),
@@ -246,23 +248,13 @@ class SpritesSource(base.EpisodeSource):
   """
 
   action_dim = 2
-  has_segmentations = True
 
   def __init__(self, split: str, num_episodes: int, *, seed: int = 0,
                **params):
     base.check_split(split, "sprites")
-    self._split_id = SPLIT_IDS[split]
-    self._num = int(num_episodes)
-    self._seed = int(seed)
-    self._params = params
-    self.origin = f"sprites(seed={seed}, split={split})"
-
-  def __len__(self) -> int:
-    return self._num
-
-  def __getitem__(self, index: int) -> base.Episode:
-    index = base.check_index(self, index)
-    return make_episode(self._seed, self._split_id, int(index), **self._params)
+    super().__init__(
+        functools.partial(make_episode, int(seed), SPLIT_IDS[split], **params),
+        num_episodes, f"sprites(seed={seed}, split={split})")
 
 
 def build_source(data_config, split: str) -> base.EpisodeSource:

@@ -29,17 +29,25 @@ DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pi
 # --- On device: per-sequence metrics -----------------------------------------------------------
 def make_eval_step(model, num_true: int, burn_in: int = 0, rollout_steps: int = 0,
                    keep_outputs: bool = False, **jit_kwargs):
-  """A jitted (params, rng, batch) -> per-sequence metrics; all arrays [B, ...].
+  """(params, rng, batch) -> per-sequence metrics; all arrays [B, ...].
 
   mse [B, T]; with segmentations: fg_ari, has_fg, ari [B, T] and fg_ari_<name> [B, T] for name
   in DIAGNOSTICS; with burn_in > 0: rollout_mse and (with segmentations) rollout_fg_ari,
   rollout_has_fg [B, G], G = steps burn_in..T-1 that were predicted (no refinement) and have
   ground truth. keep_outputs: also "recon", "masks", "components" [B, T, ...] and the scalar
-  "loss" (3.3). jit_kwargs go to jax.jit (e.g. in_shardings).
+  "loss" (3.3). Two parts: the model's forward (`PARTS.apply`, and `rollout` with burn_in > 0),
+  compiled as the model's lowering runs a sequence (`lowering.compile_forward`: under "windows"
+  one jitted window at a time, so compile time does not grow with T; jit_kwargs, e.g.
+  in_shardings, go to its jax.jit), then one jitted program of the metrics.
   """
 
-  def eval_step(params, rng, batch):
+  def forward(params, rng, batch):
     out = model.apply(params, rng, batch)
+    ro = (model.rollout(params, jax.random.fold_in(rng, 1), batch, burn_in, rollout_steps)
+          if burn_in > 0 else None)
+    return out, ro
+
+  def measure(params, batch, out, ro):
     result = dict(mse=out["mse"])
     if keep_outputs:
       result.update({k: out[k] for k in ("recon", "masks", "components", "loss")})
@@ -47,9 +55,8 @@ def make_eval_step(model, num_true: int, burn_in: int = 0, rollout_steps: int = 
     if segs is not None:
       result.update(segmentation_metrics(segs, out["masks"], num_true))
       result.update(diagnostic_fg_ari(model, params, batch, out, num_true))
-    if burn_in > 0:
+    if ro is not None:
       t = batch["video"].shape[1]
-      ro = model.rollout(params, jax.random.fold_in(rng, 1), batch, burn_in, rollout_steps)
       end = max(min(burn_in + rollout_steps, t), burn_in)
       result["rollout_mse"] = metrics.mse(batch["video"][:, burn_in:end],
                                           ro["recon"][:, burn_in:end])
@@ -58,7 +65,9 @@ def make_eval_step(model, num_true: int, burn_in: int = 0, rollout_steps: int = 
         result["rollout_fg_ari"], result["rollout_has_fg"] = seg["fg_ari"], seg["has_fg"]
     return result
 
-  return jax.jit(eval_step, **jit_kwargs)
+  forward = lowering.compile_forward(model, forward, **jit_kwargs)
+  measure = jax.jit(measure)
+  return lambda params, rng, batch: measure(params, batch, *forward(params, rng, batch))
 
 
 def segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:

@@ -8,8 +8,12 @@ resolved lowering `time_loop` (parts_jax.config.resolve_lowering picks it):
   "windows"  for gradients: the truncation windows (config.tbptt steps each, unrolled) run one
              after another from the host; no gradient crosses a window boundary, so the window
              gradients add up to the whole sequence's truncated-BPTT gradient, and compile time
-             and memory do not grow with T. A whole-sequence forward (`PARTS.apply`) under
-             "windows" runs unrolled.
+             and memory do not grow with T. A whole-sequence forward (`PARTS.apply`,
+             `rollout`) under "windows" runs the same way when its inputs are concrete arrays:
+             one jitted window program after another (`sequence`); traced inside a caller's
+             jax.jit it can only run unrolled. `compile_forward` compiles a caller's forward
+             accordingly. (One jax.lax.scan over unrolled windows would keep the program small
+             too, but XLA:CPU ran that forward 5x slower than unrolled; README Performance.)
 `host_unroll` runs one jitted step at a time from the host (Fig 7's static unroll of many steps).
 
 The loss of section 3.3 is L = (1/T) sum_t L_t with L_t = -ELBO(x_t) (Eqs 1, 7), averaged over
@@ -60,13 +64,37 @@ def run(model, params, carry, xs, scan: bool) -> Tuple[Any, Outputs]:
   return carry, jax.tree.map(lambda *a: jnp.stack(a), *per_step)
 
 
+def _traced(*trees) -> bool:
+  return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(trees))
+
+
+_run_jitted = jax.jit(run, static_argnums=(0, 4))   # One program per (model, window length).
+
+
 def sequence(model, params, carry, xs) -> Outputs:
-  """The whole sequence under the model's lowering ("windows" runs unrolled): batch-major
-  outputs [B, T, ...] plus the scalar "loss" (3.3)."""
-  _, outs = run(model, params, carry, xs, scan=model.time_loop == "scan")
+  """The whole sequence under the model's lowering: batch-major outputs [B, T, ...] plus the
+  scalar "loss" (3.3). "windows" with concrete inputs: one jitted program per window of
+  config.tbptt steps (all T when tbptt = 0), run from the host; traced: unrolled."""
+  if model.time_loop == "windows" and not _traced(params, carry, xs):
+    per_window = []
+    for t0, t1 in window_bounds(xs.x.shape[0], model.config.tbptt):
+      carry, o = _run_jitted(model, params, carry,
+                             jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs), False)
+      per_window.append(o)
+    outs = jax.tree.map(lambda *a: jnp.concatenate(a), *per_window)
+  else:
+    _, outs = run(model, params, carry, xs, scan=model.time_loop == "scan")
   outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
   outs["loss"] = loss(jnp.sum(outs["elbo"]), outs["elbo"].size)
   return outs
+
+
+def compile_forward(model, fn: Callable, **jit_kwargs) -> Callable:
+  """`fn` (arrays -> arrays, calling `PARTS.apply` or `rollout`) compiled the way the model's
+  lowering runs a whole sequence: jax.jit(fn, **jit_kwargs) under "scan" and "unroll"; under
+  "windows" fn itself, so that apply/rollout run one jitted window at a time (compile time
+  flat in T) and the inputs keep the shardings they were put with."""
+  return fn if model.time_loop == "windows" else jax.jit(fn, **jit_kwargs)
 
 
 def window_bounds(num_steps: int, tbptt: int) -> List[Tuple[int, int]]:

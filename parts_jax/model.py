@@ -94,6 +94,9 @@ class PARTS:
     """Runs the model over a batch {"video": [B,T,H,W,3], "actions": [B,T,A] (optional)}.
 
     With `refine_all`, every step is refined even when config.burn_in > 0 (see step_inputs).
+    Under the "windows" lowering (the CPU default), called on arrays outside jax.jit it runs
+    one jitted truncation window at a time, so compile time does not grow with T; traced
+    inside a jit it runs unrolled (parts_jax/lowering.py, `compile_forward`).
 
     Returns "loss" (scalar, mean over B and T of -ELBO per frame), and per step ([B, T, ...]):
     "elbo", "kl", "nll", "mse", "recon" [H,W,3], "masks" [K,H,W], "components" [K,H,W,3]

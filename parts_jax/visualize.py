@@ -10,41 +10,19 @@ R rows and C columns of h' x w' tiles is
   width  = LABEL_WIDTH + C * w' + (C + 1) * PAD
   height = [LABEL_HEIGHT if column labels] + R * h' + (R + 1) * PAD.
 """
-import colorsys
 import os
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from datasets.montage import palette  # The one id palette (also the data montages').
+
 MIN_TILE = 96  # Longer side of a tile after upscaling (pixels).
 PAD = 4  # Gap between tiles (pixels).
 LABEL_WIDTH = 96  # Left column for row labels (pixels).
 LABEL_HEIGHT = 16  # Top row for column labels (pixels).
 MARKER_COLOR = (220, 30, 30)  # Burn-in marker in `rollout_figure`.
-
-# 0 is the background (black); then Sasha Trubetskoy's 20 distinct colours.
-_BASE_PALETTE = [
-    (0, 0, 0), (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
-    (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
-    (0, 128, 128), (220, 190, 255), (170, 110, 40), (255, 250, 200), (128, 0, 0),
-    (170, 255, 195), (128, 128, 0), (255, 215, 180), (0, 0, 128), (128, 128, 128),
-    (255, 255, 255)]
-
-
-def palette(num_colors: int) -> np.ndarray:
-  """Fixed palette [num_colors, 3] uint8 of distinct colours; entry 0 is black."""
-  colors = list(_BASE_PALETTE[:num_colors])
-  i = 0
-  while len(colors) < num_colors:  # Beyond the base palette: golden-ratio hues.
-    rgb = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.5 + 0.5 * (i % 2),
-                              0.6 + 0.4 * ((i // 2) % 2))
-    color = tuple(int(round(255 * c)) for c in rgb)
-    if color not in colors:
-      colors.append(color)
-    i += 1
-  return np.array(colors, np.uint8).reshape(num_colors, 3)
-
 
 def colorize_ids(ids, num_colors: int) -> np.ndarray:
   """Integer ids [..., H, W] in [0, num_colors) -> uint8 colours [..., H, W, 3] (0 = black)."""

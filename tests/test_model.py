@@ -239,24 +239,26 @@ def test_wrong_frame_size_and_missing_actions_raise():
 
 @pytest.mark.parametrize("tbptt", [2, 0])
 def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
-  """scan (im2col convs; jax.lax.scan), an unrolled Python loop (xla convs) and host-run
-  truncation windows give the same outputs, loss and gradients."""
+  """scan (im2col convs; jax.lax.scan), an unrolled Python loop (xla convs) and truncation
+  windows run from the host (windows of 2, 2 and 1 steps; apply outside jit runs them too)
+  give the same outputs, loss and gradients."""
   from experiments.train import TrainStep, make_optimizer
   from experiments.configs import common
   results, outputs = {}, {}
   for loop, impl in (("scan", "im2col"), ("unroll", "xla"), ("windows", "xla")):
     model, params, batch = _setup(steps=5, tbptt=tbptt, time_loop=loop, conv_impl=impl)
     params = _perturbed(params)
-    if loop != "windows":
-      outputs[loop] = jax.jit(model.apply)(params, jax.random.PRNGKey(7), batch)
+    apply = model.apply if loop == "windows" else jax.jit(model.apply)
+    outputs[loop] = apply(params, jax.random.PRNGKey(7), batch)
     opt = make_optimizer(common.base_config().train)
     state = dict(step=jnp.int32(3), params=params, opt_state=opt.init(params),
                  rng=jax.random.PRNGKey(5), skipped=jnp.int32(0))
     results[loop] = TrainStep(model, opt, False).grads(state, batch)
   for key in ("loss", "elbo", "kl", "recon", "masks", "posterior", "attention"):
     ref = np.asarray(outputs["unroll"][key])   # float32; im2col vs xla convs round differently
-    np.testing.assert_allclose(outputs["scan"][key], ref, rtol=1e-4,
-                               atol=1e-4 * max(np.abs(ref).max(), 1.0), err_msg=key)
+    for loop in ("scan", "windows"):
+      np.testing.assert_allclose(outputs[loop][key], ref, rtol=1e-4,
+                                 atol=1e-4 * max(np.abs(ref).max(), 1.0), err_msg=f"{loop} {key}")
   g_ref, s_ref = results["scan"]
   scale = max(np.abs(g).max() for g in jax.tree.leaves(g_ref))
   for loop in ("unroll", "windows"):
@@ -270,6 +272,27 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
       tol = 1e-3 * max(np.abs(b).max(), 1e-3 * scale)
       np.testing.assert_allclose(a, b, rtol=0, atol=tol,
                                  err_msg=f"{loop} {jax.tree_util.keystr(path)}")
+
+
+def test_windows_forward_program_does_not_grow_with_T():
+  """PARTS.apply under "windows" (concrete inputs) traces one window of tbptt steps whatever T:
+  its jitted window program is reused; an unrolled apply traces every step."""
+  def traced_steps(loop, steps, jit):
+    model, params, batch = _setup(steps=steps, tbptt=2, time_loop=loop, conv_impl="xla")
+    count, step = [0], model.step
+
+    def counting_step(*args):
+      count[0] += 1
+      return step(*args)
+
+    model.step = counting_step
+    apply = jax.jit(model.apply) if jit else model.apply
+    out = apply(params, jax.random.PRNGKey(0), batch)
+    assert out["masks"].shape[1] == steps
+    return count[0]
+  assert traced_steps("windows", 12, jit=False) == traced_steps("windows", 6, jit=False) == 2
+  assert traced_steps("unroll", 12, jit=True) == 12
+  assert traced_steps("windows", 6, jit=True) == 6   # Inside a caller's jit: unrolled.
 
 
 def test_train_step_programs_name_what_one_step_runs():
