@@ -14,10 +14,15 @@ temporary directory, then times, in this process, one pass of:
   crc_mb_per_s       the NumPy CRC32C alone.
 Prints one JSON object. One sequence = one example.
 
-Against the training step: the default step takes about 1.3 s for B = 8
-sequences on the 2-core development CPU, i.e. it consumes about 6 sequences/s;
-with data.cache (the default) MOVi is read only once, to build the cache, and
-training then reads the array_record cache (benchmarks/data_throughput.py).
+Against the training step: train_step_consumes_seq_per_s is the batch size over
+the measured step time of the MOVi config's training step (experiments/configs/
+movi.py: T = 24, 64 x 64, K = 11; synthetic data, one XLA:CPU device per core as
+in the training command; benchmarks.measure_once in a subprocess; --step=skip
+leaves it out) at --step_batch sequences (default 2: the config's B = 32 needs
+more memory than a 24 GiB CPU machine comfortably holds; a larger batch runs a
+little faster per sequence). With data.cache (the default) MOVi is read only once,
+to build the cache, and training then reads the array_record cache
+(benchmarks/data_throughput.py).
 """
 import argparse
 import json
@@ -29,11 +34,23 @@ import time
 import numpy as np
 
 from benchmarks import common
+from benchmarks.subprocess_runner import measure
 from datasets import movi
 from datasets import tfrecord
+from experiments import host_devices
+from experiments.configs import movi as movi_config
 from tests import published_formats as formats
 
-STEP_SECONDS, STEP_BATCH = 1.3, 8  # Default train step on the dev CPU.
+STEP_CONFIG = "experiments/configs/movi.py"
+
+
+def step_seconds(batch_size: int) -> dict:
+  """The MOVi config's train step on `batch_size` sequences, measured in a fresh
+  process: its measure_once JSON."""
+  c = movi_config.get_config()
+  devices = host_devices.choose(0, (batch_size,), host_devices.num_cores())
+  return measure([f"--config={STEP_CONFIG}", f"--batch_size={batch_size}",
+                  f"--num_frames={c.data.num_frames}", "--steps=1"], devices=devices)
 
 
 def write_build(root: str, num: int, seed: int = 0) -> str:
@@ -59,6 +76,9 @@ def main():
   parser.add_argument("--num_records", type=int, default=16)
   parser.add_argument("--image_size", type=int, default=64)
   parser.add_argument("--num_frames", type=int, default=24)
+  parser.add_argument("--step", choices=("measure", "skip"), default="measure",
+                      help="measure the MOVi config's train step to compare against")
+  parser.add_argument("--step_batch", type=int, default=2)
   args = parser.parse_args()
   n = args.num_records
   with tempfile.TemporaryDirectory() as tmp:
@@ -84,15 +104,21 @@ def main():
     episode_rate = rate(episodes, n)
     blob = np.random.default_rng(1).bytes(size // n)
     crc_rate = rate(lambda: tfrecord.crc32c(blob), 1) * len(blob) / 1e6
-  consumed = STEP_BATCH / STEP_SECONDS
+  step = step_seconds(args.step_batch) if args.step == "measure" else None
+  consumed = step["batch_size"] / step["step_s"] if step else None
   print(json.dumps({
       "read_seq_per_s": round(read_rate, 1),
       "decode_seq_per_s": round(decode_rate, 1),
       "episode_seq_per_s": round(episode_rate, 1),
       "crc_mb_per_s": round(crc_rate, 1),
       "record_bytes": size // n,
-      "train_step_consumes_seq_per_s": round(consumed, 1),
-      "episode_rate_over_consumption": round(episode_rate / consumed, 2),
+      "train_step_consumes_seq_per_s": round(consumed, 3) if step else None,
+      "episode_rate_over_consumption":
+          round(episode_rate / consumed, 1) if step else None,
+      "train_step": dict(config=STEP_CONFIG, step_s=round(step["step_s"], 2),
+                         batch_size=step["batch_size"],
+                         num_frames=step["num_frames"],
+                         devices=step["devices"]) if step else None,
       "processor": common.processor_name(),
       "config": dict(num_records=n, frames=24, resolution="128x128",
                      num_frames=args.num_frames, image_size=args.image_size,
