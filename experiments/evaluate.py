@@ -116,7 +116,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
       d = result.diagnostics
       say("Diagnostics (FG-ARI, last frame; not the paper's number): " + " | ".join(
           f"{name} {d[f'fg_ari_{name}']:.4f}" if d[f"fg_ari_{name}"] is not None else
-          f"{name} n/a" for name in evaluator.DIAGNOSTICS), flush=True)
+          f"{name} n/a" for name in evaluator.DIAGNOSTICS) +
+          (f" | FG pixels in the background slot {d[evaluator.BACKGROUND_SLOT]:.4f}"
+           if d.get(evaluator.BACKGROUND_SLOT) is not None else ""), flush=True)
     say(f"Wrote {output}", flush=True)
   return result.to_json()
 

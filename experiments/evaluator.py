@@ -18,12 +18,18 @@ from parts_jax import lowering, metrics
 
 DIAGNOSTICS = ("masks_refined", "responsibilities", "attention")
 HEADLINE = ("fg_ari", "ari", "mse")
-DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS)
+BACKGROUND_SLOT = "fg_in_background_slot"   # metrics.foreground_in_background_slot, headline masks
+DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (BACKGROUND_SLOT,)
+DIAGNOSTIC_HEADERS = ("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
+                      "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)")
 STATIC_COLUMNS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "
                     "(masks_refined: decoder masks of the refined posterior lambda_t^N at its "
-                    "mean; responsibilities: p(k | x_i); attention: slot-attention weights)")
+                    "mean; responsibilities: p(k | x_i); attention: slot-attention weights); "
+                    "fg_in_background_slot: the fraction of foreground pixels whose headline "
+                    "mask argmax is the background slot (the slot winning most background "
+                    "pixels): 0 = objects apart from the background, 1 = all swallowed")
 
 
 # --- On device: per-sequence metrics -----------------------------------------------------------
@@ -81,12 +87,16 @@ def segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:
 
 
 def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp.ndarray]:
-  """Per-frame FG-ARI [B, T] of the diagnostic segmentations (`PARTS.segmentation_maps`):
-  fg_ari_<name> for name in DIAGNOSTICS. The frames without foreground are those of `has_fg`."""
+  """Per-frame diagnostics [B, T]: the FG-ARI of the diagnostic segmentations
+  (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT of the
+  headline masks. The frames without foreground are those of `has_fg`."""
   maps = model.segmentation_maps(params, batch["video"], out)
-  return {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
-                                                     num_true=num_true)[0]
-          for name in DIAGNOSTICS}
+  result = {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
+                                                       num_true=num_true)[0]
+            for name in DIAGNOSTICS}
+  result[BACKGROUND_SLOT] = metrics.foreground_in_background_slot(batch["segmentations"],
+                                                                  out["masks"])
+  return result
 
 
 # --- Fig 7: the static unroll ------------------------------------------------------------------
@@ -145,6 +155,10 @@ def segmentation_summary(outs: Dict[str, np.ndarray]) -> Dict[str, Any]:
     summary = metrics.summarize_fg_ari(outs[f"fg_ari_{name}"], outs["has_fg"])
     diag[f"fg_ari_{name}"] = summary["fg_ari"]
     diag[f"fg_ari_{name}_per_step"] = summary["fg_ari_per_step"]
+  if BACKGROUND_SLOT in outs:   # The same mean over sequences whose frame has foreground.
+    summary = metrics.summarize_fg_ari(outs[BACKGROUND_SLOT], outs["has_fg"])
+    diag[BACKGROUND_SLOT] = summary["fg_ari"]
+    diag[f"{BACKGROUND_SLOT}_per_step"] = summary["fg_ari_per_step"]
   result["diagnostics"] = diag
   return result
 
@@ -158,7 +172,9 @@ class Results:
   mse: reconstruction MSE, last frame. <x>_per_step: the same for every step t = 0..T-1.
   diagnostics: FG-ARI (last frame, and per step) of other per-pixel argmaxes, to tell where a
   segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
-  posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention). Data without
+  posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
+  fg_in_background_slot (last frame, per step): the fraction of foreground pixels the headline
+  masks give to the background slot (`metrics.foreground_in_background_slot`). Data without
   ground-truth masks: null FG-ARI/ARI fields and fg_ari_note. rollout_* (eval.burn_in > 0):
   observe burn_in frames, then predict rollout_steps frames from actions alone (4.2);
   rollout_{mse,fg_ari}_per_step cover the predicted steps that have ground truth

@@ -337,8 +337,7 @@ def _write_markdown(path: str, runs, groups) -> None:
   diag = any(r["fg_ari_responsibilities"] is not None for r in runs)
   names = ("static FG-ARI @T", "static MSE @T", "static KL @T", "static FG-ARI @S",
            "static MSE @S", "static KL @S") if static else ()
-  names = (("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
-            "FG-ARI attention (diag.)", "steps/s") if diag else ()) + names
+  names = (evaluator.DIAGNOSTIC_HEADERS + ("steps/s",) if diag else ()) + names
   head = lambda first: "| " + " | ".join(first + ("FG-ARI", "ARI", "MSE") + names) + " |"
   rule = lambda n: "|" + "---|" * n
   lines = ["# Sweep results", "", "## Runs", "", head(("run", "preset", "seed", "step")),
@@ -347,7 +346,7 @@ def _write_markdown(path: str, runs, groups) -> None:
     cells = [r["run"], r["preset"], r["seed"], r["step"], _fmt(r["fg_ari"], 4),
              _fmt(r["ari"], 4), _fmt(r["mse"], 5)]
     if diag:
-      cells += [_fmt(r[k], 4) for k in DIAG_METRICS[:3]] + [_fmt(r["steps_per_s"], 2)]
+      cells += [_fmt(r[k], 4) for k in DIAG_METRICS[:-1]] + [_fmt(r["steps_per_s"], 2)]
     if static:
       cells += [_fmt(r[f"static_{n}{at}"], d) for at in ("_at_t", "")
                 for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]
@@ -358,7 +357,7 @@ def _write_markdown(path: str, runs, groups) -> None:
     cells = [g["group"], g["preset"], g["num_runs"], _pm(g, "fg_ari", 4), _pm(g, "ari", 4),
              _pm(g, "mse", 5)]
     if diag:
-      cells += [_pm(g, k, 4) for k in DIAG_METRICS[:3]] + [_pm(g, "steps_per_s", 2)]
+      cells += [_pm(g, k, 4) for k in DIAG_METRICS[:-1]] + [_pm(g, "steps_per_s", 2)]
     if static:
       cells += [_pm(g, f"static_{n}{at}", d) for at in ("_at_t", "")
                 for n, d in (("fg_ari", 4), ("mse", 5), ("kl", 1))]

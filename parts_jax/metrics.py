@@ -104,6 +104,30 @@ def fg_ari_per_frame(true_seg, pred, *, num_true: int, num_pred: Optional[int] =
   return ari.reshape(b, t), has_fg
 
 
+def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
+  """Fraction of the foreground pixels whose mask argmax is the frame's background slot: the
+  slot that wins the argmax on most ground-truth background pixels (ties: the lowest k).
+  0 when the objects are segmented apart from the background (whether or not from each other),
+  1 when the background slot takes every object pixel: it tells a mask that swallows the
+  objects from masks that mix objects up, both of which lower FG-ARI.
+
+  true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
+  frames without foreground or without background.
+  """
+  true_seg, masks = jnp.asarray(true_seg), jnp.asarray(masks)
+  if true_seg.ndim != 4 or masks.ndim != 5 or masks.shape[:2] + masks.shape[3:] != true_seg.shape:
+    raise ValueError(f"need true_seg [B, T, H, W] and masks [B, T, K, H, W], got "
+                     f"{true_seg.shape} and {masks.shape}")
+  pred = jnp.argmax(masks, axis=2)                                           # [B, T, H, W]
+  background = true_seg == 0
+  won = jax.nn.one_hot(pred, masks.shape[2]) * background[..., None]         # [B, T, H, W, K]
+  slot = jnp.argmax(jnp.sum(won, axis=(2, 3)), axis=-1)                      # [B, T]
+  taken = (pred == slot[..., None, None]) & ~background
+  num_fg = jnp.sum(~background, axis=(2, 3))
+  frac = jnp.sum(taken, axis=(2, 3)) / jnp.maximum(num_fg, 1)
+  return jnp.where((num_fg > 0) & jnp.any(background, axis=(2, 3)), frac, 0.0).astype(jnp.float32)
+
+
 def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
   """Averages per-frame FG-ARI, leaving out frames without foreground (NumPy, not jit-able).
 

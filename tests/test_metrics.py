@@ -152,3 +152,22 @@ def test_mse_per_frame():
   got = metrics.mse(video, recon)
   assert got.shape == (2, 3)
   np.testing.assert_allclose(got, ((video - recon)**2).reshape(2, 3, -1).mean(-1), rtol=1e-5)
+
+
+def test_foreground_in_background_slot_by_hand():
+  """Frame 0: background pixels predicted 0, 0, 1 -> background slot 0; of the 3 foreground
+  pixels, 2 are predicted 0: 2/3. Frame 1 has no background, frame 2 no foreground: 0 each.
+  Frame 3: background pixels split 1:1 between slots 2 and 1 -> the lowest, 1, takes 1 of 2."""
+  seg = np.array([[[0, 0, 1], [0, 2, 2]],
+                  [[1, 1, 1], [2, 2, 2]],
+                  [[0, 0, 0], [0, 0, 0]],
+                  [[0, 1, 0], [2, 0, 0]]])
+  pred = np.array([[[0, 0, 0], [1, 0, 2]],
+                   [[0, 0, 0], [0, 0, 0]],
+                   [[1, 2, 0], [0, 0, 0]],
+                   [[2, 1, 1], [2, 2, 1]]])
+  masks = np.moveaxis(np.eye(3)[pred], -1, 1)[None]        # [1, 4, K=3, 2, 3] one-hot masks
+  got = metrics.foreground_in_background_slot(seg[None], masks)
+  np.testing.assert_allclose(got, [[2 / 3, 0.0, 0.0, 0.5]], rtol=1e-6)
+  with pytest.raises(ValueError, match="masks"):
+    metrics.foreground_in_background_slot(seg[None], masks[:, :, :, :1])
