@@ -45,7 +45,7 @@ from ml_collections import config_flags
 
 from datasets import base, registry
 from experiments import evaluator, setup_lib
-from parts_jax import distributions
+from parts_jax import distributions, lowering
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
@@ -69,7 +69,8 @@ class LoadedRun:
   _outputs: Optional[Dict[str, np.ndarray]] = None
 
   def __post_init__(self):
-    self.apply = jax.jit(self.model.apply)   # One compiled function per input shape.
+    # Compiled as the lowering runs a sequence (jit, or one jitted window at a time).
+    self.apply = lowering.compile_forward(self.model, self.model.apply)
 
   @property
   def outputs(self) -> Dict[str, np.ndarray]:
