@@ -151,14 +151,10 @@ def segmentation_summary(outs: Dict[str, np.ndarray]) -> Dict[str, Any]:
   result["ari_per_step"] = mean_per_step(outs["ari"])
   result["ari"] = result["ari_per_step"][-1]
   diag = dict(note=DIAGNOSTICS_NOTE)
-  for name in DIAGNOSTICS:
-    summary = metrics.summarize_fg_ari(outs[f"fg_ari_{name}"], outs["has_fg"])
-    diag[f"fg_ari_{name}"] = summary["fg_ari"]
-    diag[f"fg_ari_{name}_per_step"] = summary["fg_ari_per_step"]
-  if BACKGROUND_SLOT in outs:   # The same mean over sequences whose frame has foreground.
-    summary = metrics.summarize_fg_ari(outs[BACKGROUND_SLOT], outs["has_fg"])
-    diag[BACKGROUND_SLOT] = summary["fg_ari"]
-    diag[f"{BACKGROUND_SLOT}_per_step"] = summary["fg_ari_per_step"]
+  for key in DIAGNOSTIC_COLUMNS:   # Each: the mean over sequences whose frame has foreground.
+    summary = metrics.summarize_fg_ari(outs[key], outs["has_fg"])
+    diag[key] = summary["fg_ari"]
+    diag[f"{key}_per_step"] = summary["fg_ari_per_step"]
   result["diagnostics"] = diag
   return result
 

@@ -77,9 +77,8 @@ def sequence(model, params, carry, xs) -> Outputs:
   config.tbptt steps (all T when tbptt = 0), run from the host; traced: unrolled."""
   if model.time_loop == "windows" and not _traced(params, carry, xs):
     per_window = []
-    for t0, t1 in window_bounds(xs.x.shape[0], model.config.tbptt):
-      carry, o = _run_jitted(model, params, carry,
-                             jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs), False)
+    for window in windows(xs, model.config.tbptt):
+      carry, o = _run_jitted(model, params, carry, window, False)
       per_window.append(o)
     outs = jax.tree.map(lambda *a: jnp.concatenate(a), *per_window)
   else:
@@ -101,6 +100,12 @@ def window_bounds(num_steps: int, tbptt: int) -> List[Tuple[int, int]]:
   """[(t0, t1), ...]: the truncation windows of tbptt steps (one window when tbptt = 0)."""
   length = tbptt or num_steps
   return [(t0, min(t0 + length, num_steps)) for t0 in range(0, num_steps, length)]
+
+
+def windows(xs, tbptt: int) -> List[Any]:
+  """The per-window slices [W, ...] of time-major step inputs xs [T, ...] (`window_bounds`)."""
+  return [jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs)
+          for t0, t1 in window_bounds(xs.x.shape[0], tbptt)]
 
 
 def window_loss(model, params, carry, xs, num_steps: int):
@@ -181,8 +186,7 @@ class Gradients:
     carry, xs = self._prepare(rng, batch)
     num_steps = xs.x.shape[0]
     grads = sums = None
-    for t0, t1 in window_bounds(num_steps, self.model.config.tbptt):
-      window = jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs)
+    for window in windows(xs, self.model.config.tbptt):
       g, carry, s = self._window(params, carry, window, num_steps)
       grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
       sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
