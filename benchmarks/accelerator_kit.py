@@ -54,7 +54,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from experiments import sweep
+from experiments import metrics_log, sweep
 
 FLAGS = flags.FLAGS
 
@@ -339,7 +339,7 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
         proc.kill()
         proc.wait()
   elapsed = time.time() - t0
-  last = _last_jsonl(os.path.join(workdir, "metrics.jsonl"))
+  last = (metrics_log.read(workdir) or [{}])[-1]
   end_step = int(last.get("step", start_step)) if last else start_step
   steps = _checkpoint_steps(workdir)
   result = dict(command=" ".join(cmd), returncode=proc.returncode, seconds_training=elapsed,
@@ -349,7 +349,7 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     with open(log_path) as f:
       tail = f.read()[-1500:]
     raise RuntimeError(f"train exited {proc.returncode}: {tail}")
-  rate = sweep.median_steps_per_s(workdir, after_step=start_step)
+  rate = metrics_log.median_steps_per_s(workdir, after_step=start_step)
   if rate is not None:
     result["median_steps_per_s"] = rate
   return result
@@ -394,14 +394,6 @@ def stage_study(out: str, overrides: Dict[str, Any], seconds: float) -> Dict[str
   return dict(command=" ".join(cmd), returncode=proc.returncode, seconds=time.time() - t0,
               runs_finished=finished,
               runs_planned=len(FLAGS.study_presets) * len(FLAGS.study_seeds))
-
-
-def _last_jsonl(path: str) -> Dict[str, Any]:
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    lines = [l for l in f if l.strip()]
-  return json.loads(lines[-1]) if lines else {}
 
 
 def stage_evaluate(out: str, workdir: str) -> Dict[str, Any]:

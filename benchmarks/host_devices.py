@@ -19,7 +19,7 @@ import tempfile
 import time
 
 from benchmarks import common
-from experiments import sweep
+from experiments import metrics_log
 
 
 def run_training(config: str, host_devices: int, steps: int, log_every: int,
@@ -32,7 +32,7 @@ def run_training(config: str, host_devices: int, steps: int, log_every: int,
   t0 = time.perf_counter()
   out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
   wall = time.perf_counter() - t0
-  rate = sweep.median_steps_per_s(workdir)
+  rate = metrics_log.median_steps_per_s(workdir)
   if rate is None:
     raise SystemExit(f"--steps={steps} with --log_every={log_every} logs < 2 intervals; need >= 2")
   devices = next((line for line in out.splitlines() if line.startswith("JAX ")), "")

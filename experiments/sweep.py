@@ -29,7 +29,6 @@ import csv
 import dataclasses
 import importlib.util
 import itertools
-import json
 import os
 import re
 import shlex
@@ -42,7 +41,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
-from experiments import evaluator
+from experiments import evaluator, metrics_log
 
 FLAGS = flags.FLAGS
 # The table's columns (evaluator.Results.columns): the headline metrics; the segmentation
@@ -260,7 +259,7 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
   for dirpath, _, filenames in os.walk(root):
     if os.path.basename(dirpath) == "eval" and "metrics.json" in filenames:
       m = evaluator.Results.load(os.path.join(dirpath, "metrics.json"))
-      columns = dict(m.columns(), steps_per_s=median_steps_per_s(os.path.dirname(dirpath)))
+      columns = dict(m.columns(), steps_per_s=metrics_log.median_steps_per_s(os.path.dirname(dirpath)))
       rel = os.path.relpath(os.path.dirname(dirpath), root)
       parts = rel.split(os.sep)
       group = os.sep.join(parts[:-1]) if len(parts) > 1 and parts[-1].startswith("seed") else rel
@@ -290,19 +289,6 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
 CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",
                "ari", "ari_std", "mse", "mse_std", "num_sequences", "run") + tuple(
                    c for k in DIAG_METRICS + STATIC_METRICS for c in (k, f"{k}_std"))
-
-
-def median_steps_per_s(workdir: str, after_step: int = 0) -> Optional[float]:
-  """Median train/steps_per_s logged in WORKDIR/metrics.jsonl after `after_step` (a resumed
-  run's start), leaving out the first line (it includes compilation); None without any."""
-  path = os.path.join(workdir, "metrics.jsonl")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    rows = [json.loads(l) for l in f if l.strip()]
-  rates = [r.get("train/steps_per_s") for r in rows if r["step"] > after_step]
-  rates = [r for r in rates[1:] if r is not None]
-  return float(np.median(rates)) if rates else None
 
 
 def _write_csv(path: str, runs, groups) -> None:

@@ -25,7 +25,7 @@ from ml_collections import config_flags
 
 from datasets import registry
 from datasets.base import DataError
-from experiments import checkpointing, evaluator, host_devices, setup_lib
+from experiments import checkpointing, evaluator, host_devices, metrics_log, setup_lib
 from experiments.trainer import NonFiniteError, TrainStep, make_optimizer  # pylint: disable=unused-import
 from parts_jax import visualize
 from parts_jax.config import ConfigError
@@ -54,9 +54,12 @@ class _Logger:
     self.writer = None
     if enabled:
       from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      path = os.path.join(workdir, "metrics.jsonl")
+      path = metrics_log.path(workdir)
       if start_step and os.path.exists(path):
-        _truncate_jsonl(path, start_step)
+        dropped = metrics_log.truncate(workdir, start_step)
+        if dropped:
+          print(f"metrics.jsonl: dropped {dropped} lines logged after step {start_step} by the "
+                "interrupted run (those steps are run and logged again)", flush=True)
       self.writer = SummaryWriter(os.path.join(workdir, "tb"),
                                   purge_step=start_step + 1 if start_step else None)
       self.jsonl = open(path, "a")
@@ -88,20 +91,6 @@ class _Logger:
     if self.enabled:
       self.writer.close()
       self.jsonl.close()
-
-
-def _truncate_jsonl(path: str, last_step: int) -> None:
-  """Keeps the lines of `path` with step <= last_step (rewritten atomically)."""
-  with open(path) as f:
-    lines = f.readlines()
-  keep = [l for l in lines if l.strip() and json.loads(l)["step"] <= last_step]
-  if len(keep) != len(lines):
-    with open(path + ".tmp", "w") as f:
-      f.writelines(keep)
-    os.replace(path + ".tmp", path)
-    print(f"metrics.jsonl: dropped {len(lines) - len(keep)} lines logged after step "
-          f"{last_step} by the interrupted run (those steps are run and logged again)",
-          flush=True)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:

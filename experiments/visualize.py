@@ -1,7 +1,7 @@
 r"""Figures of a trained PARTS run (paper Figs 5-9), written under WORKDIR/figures/.
 
   python -m experiments.visualize --workdir=DIR --what=segmentation|attention|traversal|rollout|
-      prior|all [--other_workdir=DIR2] [--sequence=0] [--config=... --config.x=y]
+      prior|curves|all [--other_workdir=DIR2] [--sequence=0] [--config=... --config.x=y]
 
 Like experiments.evaluate, the run's DIR/config.json is used with the --config.x=y overrides on
 top (--config, default experiments/configs/sprites.py, gives their field names, and is the
@@ -29,7 +29,13 @@ index in the eval split); the model noise key is PRNGKey(config.eval.seed).
                 and MSE per step, Fig 7), prior_curves_seq<i>.json (the values) and
                 prior_segmentation_seq<i>_{this,other}.png at steps PRIOR_SHOWN_STEPS (the
                 figure's columns t=0,1,... are these steps, in order).
-  all           every figure above that applies (prior only with --other_workdir).
+  curves        fg_ari_curves.png/.json: the held-out FG-ARI logged during training
+                (DIR/metrics.jsonl: eval/fg_ari, the headline) and the diagnostics logged with
+                it (FG-ARI of refined masks, responsibilities, attention; the fraction of
+                foreground pixels in the background slot) against training step. Needs no
+                checkpoint.
+  all           every figure above that applies (prior only with --other_workdir, curves only
+                once the run has logged a held-out FG-ARI).
 """
 import dataclasses
 import json
@@ -44,14 +50,18 @@ import numpy as np
 from ml_collections import config_flags
 
 from datasets import base, registry
-from experiments import evaluator, setup_lib
+from experiments import evaluator, metrics_log, setup_lib
 from parts_jax import distributions, lowering
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
                               "sprites.py")
-FIGURES = ("segmentation", "attention", "traversal", "rollout", "prior")
+FIGURES = ("segmentation", "attention", "traversal", "rollout", "prior", "curves")
+# metrics.jsonl key -> legend label of the `curves` figure.
+CURVE_LABELS = dict([("eval/fg_ari", "FG-ARI, masks (headline)")] + [
+    (f"eval_diagnostics/{k}", h.replace(" (diag.)", ""))
+    for k, h in zip(evaluator.DIAGNOSTIC_COLUMNS, evaluator.DIAGNOSTIC_HEADERS)])
 PRIOR_SHOWN_STEPS = (0, 1, 3, 7, 15, 31)
 
 
@@ -232,6 +242,25 @@ def prior(run: LoadedRun, other: LoadedRun, out_dir: str, steps: int = 32,
   return [png, js] + paths
 
 
+def curves(workdir: str, out_dir: str) -> List[str]:
+  """The held-out FG-ARI (and diagnostics) over training, from WORKDIR/metrics.jsonl."""
+  logged = metrics_log.curves(workdir, tuple(CURVE_LABELS))
+  if "eval/fg_ari" not in logged:
+    raise ValueError(f"{metrics_log.path(workdir)} has no eval/fg_ari rows: the run has not "
+                     "reached its first held-out evaluation (config.train.eval_every), or its "
+                     "data has no ground-truth segmentations")
+  steps = logged["eval/fg_ari"][0]
+  title = f"held-out FG-ARI over training ({os.path.basename(os.path.normpath(workdir))})"
+  os.makedirs(out_dir, exist_ok=True)
+  png, js = os.path.join(out_dir, "fg_ari_curves.png"), os.path.join(out_dir, "fg_ari_curves.json")
+  vis.training_curves_figure({CURVE_LABELS[k]: v for k, v in logged.items()}, title, png)
+  with open(js, "w") as f:
+    json.dump(dict(workdir=workdir, last_step=steps[-1],
+                   curves={k: dict(steps=v[0], values=v[1]) for k, v in logged.items()}), f,
+              indent=2)
+  return [png, js]
+
+
 def make_figures(what: str, workdir: str, other_workdir: Optional[str] = None,
                  config: Optional[ml_collections.ConfigDict] = None,
                  overrides: Optional[Dict[str, Any]] = None, sequence: int = 0,
@@ -247,11 +276,15 @@ def make_figures(what: str, workdir: str, other_workdir: Optional[str] = None,
     raise ValueError("--what=prior compares two runs: pass --other_workdir (e.g. the same model "
                      "trained with --config.model.predictive_prior=True)")
   out_dir = out_dir or os.path.join(workdir, "figures")
-  run = load_run(workdir, config, overrides, sequence)
-  todo = [w for w in FIGURES if w != "prior" or other_workdir] if what == "all" else [what]
+  applies = dict(prior=bool(other_workdir),
+                 curves=bool(metrics_log.curves(workdir, ("eval/fg_ari",))))
+  todo = [w for w in FIGURES if applies.get(w, True)] if what == "all" else [what]
+  run = load_run(workdir, config, overrides, sequence) if todo != ["curves"] else None
   paths = []
   for name in todo:
-    if name == "segmentation":
+    if name == "curves":
+      paths += curves(workdir, out_dir)
+    elif name == "segmentation":
       paths += segmentation(run, out_dir)
     elif name == "attention":
       paths += attention(run, out_dir)

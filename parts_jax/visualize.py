@@ -250,6 +250,26 @@ def rollout_figure(video, pred, pred_seg=None, burn_in: int = 0, path: Optional[
   return _save(image, path)
 
 
+def _line_plots(panels, path: Optional[str], figsize, dpi: int) -> np.ndarray:
+  """Side-by-side line plots. panels: [(title, xlabel, {name: (x [N], y [N])})]."""
+  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  fig = Figure(figsize=figsize, dpi=dpi)
+  canvas = FigureCanvasAgg(fig)
+  axes = np.atleast_1d(fig.subplots(1, len(panels)))
+  for (title, xlabel, lines), ax in zip(panels, axes):
+    for name, (x, y) in lines.items():
+      ax.plot(np.asarray(x), np.asarray(y), marker=".", label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+  axes[0].legend(fontsize="small")
+  fig.tight_layout()
+  canvas.draw()
+  image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
+  return _save(image, path)
+
+
 def prior_curves_figure(curves: Dict[str, Dict[str, Sequence[float]]], path: Optional[str] = None,
                         figsize=(8.0, 3.0), dpi: int = 100) -> np.ndarray:
   """KL and MSE per step for several runs, e.g. fixed vs predictive prior (PARTS Fig. 7).
@@ -259,24 +279,37 @@ def prior_curves_figure(curves: Dict[str, Dict[str, Sequence[float]]], path: Opt
     path: optional output file.
     figsize, dpi: matplotlib size; the image is figsize * dpi pixels (800 x 300 by default).
   """
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
-  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
-  fig = Figure(figsize=figsize, dpi=dpi)
-  canvas = FigureCanvasAgg(fig)
-  axes = fig.subplots(1, 2)
-  for key, ax in zip(("kl", "mse"), axes):
+  panels = []
+  for key in ("kl", "mse"):
+    lines = {}
     for name, curve in curves.items():
       if key not in curve:
         raise ValueError(f"curves[{name!r}] has no {key!r} entry; expected keys 'kl' and 'mse'")
-      ax.plot(np.arange(len(curve[key])), np.asarray(curve[key]), marker=".", label=name)
-    ax.set_xlabel("step")
-    ax.set_title(f"{key.upper()} per step")
-    ax.grid(alpha=0.3)
-  axes[0].legend()
-  fig.tight_layout()
-  canvas.draw()
-  image = np.asarray(canvas.buffer_rgba())[..., :3].copy()
-  return _save(image, path)
+      lines[name] = (np.arange(len(curve[key])), curve[key])
+    panels.append((f"{key.upper()} per step", "step", lines))
+  return _line_plots(panels, path, figsize, dpi)
+
+
+def training_curves_figure(curves: Dict[str, Sequence[Sequence[float]]], title: str,
+                           path: Optional[str] = None, figsize=(6.0, 3.5),
+                           dpi: int = 100) -> np.ndarray:
+  """Held-out metrics over training, e.g. FG-ARI and its diagnostics against training step.
+
+  Args:
+    curves: name -> (training steps [N], values [N]).
+    title: the panel title.
+    path: optional output file.
+    figsize, dpi: matplotlib size; the image is figsize * dpi pixels (600 x 350 by default).
+  """
+  lines = {}
+  for name, (steps, values) in curves.items():
+    if len(steps) != len(values) or not len(steps):
+      raise ValueError(f"curves[{name!r}] needs as many steps as values (> 0), got "
+                       f"{len(steps)} and {len(values)}")
+    lines[name] = (steps, values)
+  if not lines:
+    raise ValueError("training_curves_figure needs at least one curve")
+  return _line_plots([(title, "training step", lines)], path, figsize, dpi)
 
 
 def save_gif(frames, path: str, fps: float = 4.0, min_size: int = MIN_TILE) -> np.ndarray:

@@ -127,6 +127,16 @@ def test_prior_curves_figure(tmp_path):
     vis.prior_curves_figure({"x": {"kl": [1.0]}})
 
 
+def test_training_curves_figure(tmp_path):
+  path = str(tmp_path / "train.png")
+  image = vis.training_curves_figure({"FG-ARI": ([500, 1000], [0.1, 0.2]), "resp": ([1000], [0.9])},
+                                     "held-out", path)
+  _read_png(path, (350, 600))
+  assert image.shape == (350, 600, 3) and image.std() > 0
+  with pytest.raises(ValueError, match="as many steps"):
+    vis.training_curves_figure({"x": ([1, 2], [0.5])}, "t")
+
+
 def test_save_gif(data, tmp_path):
   video = data[0]
   path = str(tmp_path / "v.gif")

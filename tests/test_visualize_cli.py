@@ -15,6 +15,16 @@ from test_evaluate import K, T, make_workdir, tiny_config
 SIZE = 16
 TILE = SIZE * vis.upscale_factor(SIZE, SIZE)   # 16 x 16 frames are drawn as 96 x 96 tiles.
 PRIOR_STEPS = T   # As long as the sequence: the fixed-prior run reuses its compiled apply.
+# What experiments.train logs (metrics.jsonl): training rows, and held-out rows with the headline
+# and the diagnostics (one diagnostic missing at the first evaluation, as in a run resumed
+# across the version that added it).
+LOG = [{"step": 20, "train/loss": 3.0},
+       {"step": 50, "train/loss": 2.0, "eval/fg_ari": 0.1,
+        "eval_diagnostics/fg_ari_responsibilities": 0.6},
+       {"step": 70, "train/loss": 1.5},
+       {"step": 100, "train/loss": 1.0, "eval/fg_ari": 0.25,
+        "eval_diagnostics/fg_ari_responsibilities": 0.8,
+        "eval_diagnostics/fg_in_background_slot": 0.7}]
 
 
 def _grid_size(rows, cols):
@@ -46,6 +56,8 @@ def _runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("visualize")
   config = tiny_config(str(root / "data"))
   make_workdir(str(root / "fixed"), config)
+  with open(root / "fixed" / "metrics.jsonl", "w") as f:
+    f.writelines(json.dumps(row) + "\n" for row in LOG)
   config.model.predictive_prior = True
   make_workdir(str(root / "predictive"), config)
   frames = registry.build_source(config.data, "eval")[0]["video"][:T]
@@ -66,8 +78,24 @@ def test_all_writes_every_figure(paths, runs):
       "segmentation_seq0.png", "segmentation_seq0.gif", "attention_seq0.png",
       "traversal_seq0.png", "rollout_seq0.png", "rollout_seq0.gif", "prior_curves_seq0.png",
       "prior_curves_seq0.json", "prior_segmentation_this_seq0.png",
-      "prior_segmentation_other_seq0.png"])
+      "prior_segmentation_other_seq0.png", "fg_ari_curves.png", "fg_ari_curves.json"])
   assert all(os.path.dirname(p) == os.path.join(runs[0], "figures") for p in paths.values())
+
+
+def test_curves(paths, runs):
+  """The curves are the logged values, each at the steps that logged it."""
+  _read(paths["fg_ari_curves.png"], (350, 600))
+  with open(paths["fg_ari_curves.json"]) as f:
+    got = json.load(f)
+  assert got["last_step"] == 100
+  assert got["curves"] == {
+      "eval/fg_ari": dict(steps=[50, 100], values=[0.1, 0.25]),
+      "eval_diagnostics/fg_ari_responsibilities": dict(steps=[50, 100], values=[0.6, 0.8]),
+      "eval_diagnostics/fg_in_background_slot": dict(steps=[100], values=[0.7])}
+  # A run without held-out rows (the predictive workdir has no log): "all" leaves the figure
+  # out, asking for it says why.
+  with pytest.raises(ValueError, match="no eval/fg_ari rows"):
+    visualize.make_figures("curves", runs[1])
 
 
 def test_segmentation(paths, runs):
