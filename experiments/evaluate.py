@@ -117,8 +117,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
       say("Diagnostics (FG-ARI, last frame; not the paper's number): " + " | ".join(
           f"{name} {d[f'fg_ari_{name}']:.4f}" if d[f"fg_ari_{name}"] is not None else
           f"{name} n/a" for name in evaluator.DIAGNOSTICS) +
-          (f" | FG pixels in the background slot {d[evaluator.BACKGROUND_SLOT]:.4f}"
-           if d.get(evaluator.BACKGROUND_SLOT) is not None else ""), flush=True)
+          "".join(f" | {label} {d[key]:.4f}" for key, label in (
+              (evaluator.BACKGROUND_SLOT, "FG pixels in the background slot"),
+              (evaluator.OBJECT_MASK_CONTRAST, "object mask contrast"))
+                  if d.get(key) is not None), flush=True)
     say(f"Wrote {output}", flush=True)
   return result.to_json()
 

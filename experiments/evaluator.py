@@ -19,9 +19,12 @@ from parts_jax import lowering, metrics
 DIAGNOSTICS = ("masks_refined", "responsibilities", "attention")
 HEADLINE = ("fg_ari", "ari", "mse")
 BACKGROUND_SLOT = "fg_in_background_slot"   # metrics.foreground_in_background_slot, headline masks
-DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (BACKGROUND_SLOT,)
+OBJECT_MASK_CONTRAST = "object_mask_contrast"   # metrics.object_mask_contrast, headline masks
+DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (BACKGROUND_SLOT,
+                                                                        OBJECT_MASK_CONTRAST)
 DIAGNOSTIC_HEADERS = ("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
-                      "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)")
+                      "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)",
+                      "object mask contrast (diag.)")
 STATIC_COLUMNS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "
@@ -29,7 +32,11 @@ DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pi
                     "mean; responsibilities: p(k | x_i); attention: slot-attention weights); "
                     "fg_in_background_slot: the fraction of foreground pixels whose headline "
                     "mask argmax is the background slot (the slot winning most background "
-                    "pixels): 0 = objects apart from the background, 1 = all swallowed")
+                    "pixels): 0 = objects apart from the background, 1 = all swallowed; "
+                    "object_mask_contrast: per ground-truth object, the largest difference over "
+                    "slots between a headline mask's mean on the object and on the other pixels, "
+                    "averaged over objects: 0 = spatially uniform masks, 1 = a slot's mask is 1 "
+                    "on the object and 0 elsewhere")
 
 
 # --- On device: per-sequence metrics -----------------------------------------------------------
@@ -88,14 +95,16 @@ def segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:
 
 def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp.ndarray]:
   """Per-frame diagnostics [B, T]: the FG-ARI of the diagnostic segmentations
-  (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT of the
-  headline masks. The frames without foreground are those of `has_fg`."""
+  (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT and
+  OBJECT_MASK_CONTRAST of the headline masks. The frames without foreground are those of `has_fg`."""
   maps = model.segmentation_maps(params, batch["video"], out)
   result = {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
                                                        num_true=num_true)[0]
             for name in DIAGNOSTICS}
   result[BACKGROUND_SLOT] = metrics.foreground_in_background_slot(batch["segmentations"],
                                                                   out["masks"])
+  result[OBJECT_MASK_CONTRAST] = metrics.object_mask_contrast(batch["segmentations"],
+                                                              out["masks"], num_true)
   return result
 
 
@@ -170,7 +179,8 @@ class Results:
   segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
   posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
   fg_in_background_slot (last frame, per step): the fraction of foreground pixels the headline
-  masks give to the background slot (`metrics.foreground_in_background_slot`). Data without
+  masks give to the background slot (`metrics.foreground_in_background_slot`), and
+  object_mask_contrast: how far the masks follow the objects (`metrics.object_mask_contrast`). Data without
   ground-truth masks: null FG-ARI/ARI fields and fg_ari_note. rollout_* (eval.burn_in > 0):
   observe burn_in frames, then predict rollout_steps frames from actions alone (4.2);
   rollout_{mse,fg_ari}_per_step cover the predicted steps that have ground truth

@@ -104,6 +104,21 @@ def fg_ari_per_frame(true_seg, pred, *, num_true: int, num_pred: Optional[int] =
   return ari.reshape(b, t), has_fg
 
 
+def _check_seg_and_masks(true_seg, masks):
+  true_seg, masks = jnp.asarray(true_seg), jnp.asarray(masks)
+  if true_seg.ndim != 4 or masks.ndim != 5 or masks.shape[:2] + masks.shape[3:] != true_seg.shape:
+    raise ValueError(f"need true_seg [B, T, H, W] and masks [B, T, K, H, W], got "
+                     f"{true_seg.shape} and {masks.shape}")
+  return true_seg, masks
+
+
+def _background_slot(true_seg, pred, num_slots: int) -> jnp.ndarray:
+  """[B, T] the slot that wins the argmax `pred` [B, T, H, W] on most ground-truth background
+  pixels (ties, and frames without background: the lowest k)."""
+  won = jax.nn.one_hot(pred, num_slots) * (true_seg == 0)[..., None]          # [B, T, H, W, K]
+  return jnp.argmax(jnp.sum(won, axis=(2, 3)), axis=-1)
+
+
 def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
   """Fraction of the foreground pixels whose mask argmax is the frame's background slot: the
   slot that wins the argmax on most ground-truth background pixels (ties: the lowest k).
@@ -114,18 +129,42 @@ def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
   true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
   frames without foreground or without background.
   """
-  true_seg, masks = jnp.asarray(true_seg), jnp.asarray(masks)
-  if true_seg.ndim != 4 or masks.ndim != 5 or masks.shape[:2] + masks.shape[3:] != true_seg.shape:
-    raise ValueError(f"need true_seg [B, T, H, W] and masks [B, T, K, H, W], got "
-                     f"{true_seg.shape} and {masks.shape}")
+  true_seg, masks = _check_seg_and_masks(true_seg, masks)
   pred = jnp.argmax(masks, axis=2)                                           # [B, T, H, W]
   background = true_seg == 0
-  won = jax.nn.one_hot(pred, masks.shape[2]) * background[..., None]         # [B, T, H, W, K]
-  slot = jnp.argmax(jnp.sum(won, axis=(2, 3)), axis=-1)                      # [B, T]
+  slot = _background_slot(true_seg, pred, masks.shape[2])
   taken = (pred == slot[..., None, None]) & ~background
   num_fg = jnp.sum(~background, axis=(2, 3))
   frac = jnp.sum(taken, axis=(2, 3)) / jnp.maximum(num_fg, 1)
   return jnp.where((num_fg > 0) & jnp.any(background, axis=(2, 3)), frac, 0.0).astype(jnp.float32)
+
+
+def object_mask_contrast(true_seg, masks, num_true: int) -> jnp.ndarray:
+  """How far the masks localise the objects: for each ground-truth object (ids 1..num_true-1
+  present in the frame), the largest contrast over slots k of
+    mean of m_k over the object's pixels - mean of m_k over the other pixels of the frame,
+  averaged over the frame's objects. 0 for spatially uniform masks (whichever slot wins the
+  argmax), 1 when one slot's mask is 1 on the whole object and 0 elsewhere. Unlike FG-ARI and
+  `foreground_in_background_slot`, which move only once an object's mask wins the argmax, it
+  rises as soon as a mask starts to follow its object.
+
+  true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
+  frames without foreground. An object that fills the frame has no other pixels (their mean
+  counts as 0).
+  """
+  true_seg, masks = _check_seg_and_masks(true_seg, masks)
+  ids = jax.nn.one_hot(true_seg, num_true, dtype=masks.dtype)                 # [B, T, H, W, N]
+  area = jnp.sum(ids, axis=(2, 3))                                            # [B, T, N]
+  inside = jnp.einsum("btkhw,bthwn->btkn", masks, ids)                        # [B, T, K, N]
+  total = jnp.sum(masks, axis=(3, 4))[..., None]                              # [B, T, K, 1]
+  rest = true_seg.shape[2] * true_seg.shape[3] - area                         # [B, T, N]
+  contrast = (inside / jnp.maximum(area, 1)[:, :, None]
+              - (total - inside) / jnp.maximum(rest, 1)[:, :, None])
+  best = jnp.max(contrast, axis=2)                                            # [B, T, N]
+  present = (area > 0).at[..., 0].set(False)
+  num = jnp.sum(present, axis=-1)
+  value = jnp.sum(jnp.where(present, best, 0.0), axis=-1) / jnp.maximum(num, 1)
+  return jnp.where(num > 0, value, 0.0).astype(jnp.float32)
 
 
 def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:

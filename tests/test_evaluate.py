@@ -286,6 +286,17 @@ def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
     assert scored >= b
   # The responsibilities' argmax is not the masks' argmax here (the diagnostic is not a copy).
   assert np.mean(resp.argmax(2) != masks.argmax(2)) > 0.05
+  # object_mask_contrast with loops: per object, the best slot's mean mask on it minus its mean
+  # on the other pixels.
+  for i in range(b):
+    for j in range(t):
+      seg = segs[i, j]
+      if not (seg > 0).any():
+        continue
+      want = np.mean([max(masks[i, j, k][seg == o].mean() - masks[i, j, k][seg != o].mean()
+                          for k in range(K)) for o in np.unique(seg) if o > 0])
+      np.testing.assert_allclose(got[evaluator.OBJECT_MASK_CONTRAST][i, j], want, atol=1e-5,
+                                 err_msg=f"object_mask_contrast [{i}, {j}]")
 
 
 def test_evaluate_writes_labelled_diagnostics(tmp_path):
@@ -298,5 +309,7 @@ def test_evaluate_writes_labelled_diagnostics(tmp_path):
   for name in evaluator.DIAGNOSTICS:
     assert -1.0 <= diag[f"fg_ari_{name}"] <= 1.0
     assert len(diag[f"fg_ari_{name}_per_step"]) == T
+  for key in (evaluator.BACKGROUND_SLOT, evaluator.OBJECT_MASK_CONTRAST):
+    assert -1.0 <= diag[key] <= 1.0 and len(diag[f"{key}_per_step"]) == T
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["diagnostics"] == diag

@@ -171,3 +171,34 @@ def test_foreground_in_background_slot_by_hand():
   np.testing.assert_allclose(got, [[2 / 3, 0.0, 0.0, 0.5]], rtol=1e-6)
   with pytest.raises(ValueError, match="masks"):
     metrics.foreground_in_background_slot(seg[None], masks[:, :, :, :1])
+
+
+def test_object_mask_contrast_by_hand():
+  """One 2 x 3 frame: background (0) on the top row, object 1 on pixel (1, 0), object 2 on
+  (1, 1) and (1, 2); K = 3 soft masks (columns: pixels in row-major order).
+    slot 0: 0.8 0.6 0.7 / 0.4 0.1 0.4     slot 1: 0.1 0.3 0.2 / 0.5 0.2 0.1
+    slot 2: 0.1 0.1 0.1 / 0.1 0.7 0.5
+  Object 1 (inside 1 pixel, rest 5): slot 0 0.4 - 2.6/5 = -0.12, slot 1 0.5 - 0.9/5 = 0.32,
+  slot 2 0.1 - 1.5/5 = -0.2 -> 0.32. Object 2 (inside 2, rest 4): slot 0 0.25 - 2.5/4 = -0.375,
+  slot 1 0.15 - 1.1/4 = -0.125, slot 2 0.6 - 0.4/4 = 0.5 -> 0.5. Frame mean (0.32 + 0.5) / 2.
+  Frame 2: every pixel background, no object: 0. Frame 3: ids 1, 1, 1 / 2, 2, 2: object 1
+  slot 0 0.7 - 0.3 = 0.4, object 2 slot 2 (1.3 - 0.3) / 3 = 0.3333 (slot 1: 0.2667 - 0.2)."""
+  m0 = np.array([[0.8, 0.6, 0.7], [0.4, 0.1, 0.4]])
+  m1 = np.array([[0.1, 0.3, 0.2], [0.5, 0.2, 0.1]])
+  m2 = 1.0 - m0 - m1
+  masks = np.stack([m0, m1, m2])[None, None].repeat(3, axis=1)   # [1, 3, K, 2, 3]
+  seg = np.array([[[0, 0, 0], [1, 2, 2]],
+                  [[0, 0, 0], [0, 0, 0]],
+                  [[1, 1, 1], [2, 2, 2]]])[None]
+  got = metrics.object_mask_contrast(seg, masks, num_true=3)
+  np.testing.assert_allclose(got, [[0.41, 0.0, (0.4 + 1.0 / 3) / 2]], rtol=1e-5)
+  # ids >= num_true are not objects (as in fg_ari_per_frame): only object 1 counts.
+  np.testing.assert_allclose(metrics.object_mask_contrast(seg[:, :1], masks[:, :1], 2),
+                             [[0.32]], rtol=1e-5)
+  # Spatially uniform masks: 0; a one-hot mask on each object: 1.
+  flat = np.full((1, 1, 3, 2, 3), 1 / 3)
+  np.testing.assert_allclose(metrics.object_mask_contrast(seg[:, :1], flat, 3), [[0.0]],
+                             atol=1e-6)
+  exact = np.moveaxis(np.eye(3)[seg[:, :1]], -1, 2)               # slot k = id k
+  np.testing.assert_allclose(metrics.object_mask_contrast(seg[:, :1], exact, 3), [[1.0]],
+                             rtol=1e-6)
