@@ -31,9 +31,8 @@ index in the eval split); the model noise key is PRNGKey(config.eval.seed).
                 figure's columns t=0,1,... are these steps, in order).
   curves        fg_ari_curves.png/.json: the held-out FG-ARI logged during training
                 (DIR/metrics.jsonl: eval/fg_ari, the headline) and the diagnostics logged with
-                it (FG-ARI of refined masks, responsibilities, attention; the fraction of
-                foreground pixels in the background slot) against training step. Needs no
-                checkpoint.
+                it (eval_diagnostics/<c> for c in evaluator.DIAGNOSTIC_COLUMNS) against
+                training step. Needs no checkpoint.
   all           every figure above that applies (prior only with --other_workdir, curves only
                 once the run has logged a held-out FG-ARI).
 """
