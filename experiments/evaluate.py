@@ -114,13 +114,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
         flush=True)
     if result.diagnostics is not None:
       d = result.diagnostics
-      say("Diagnostics (FG-ARI, last frame; not the paper's number): " + " | ".join(
-          f"{name} {d[f'fg_ari_{name}']:.4f}" if d[f"fg_ari_{name}"] is not None else
-          f"{name} n/a" for name in evaluator.DIAGNOSTICS) +
-          "".join(f" | {label} {d[key]:.4f}" for key, label in (
-              (evaluator.BACKGROUND_SLOT, "FG pixels in the background slot"),
-              (evaluator.OBJECT_MASK_CONTRAST, "object mask contrast"))
-                  if d.get(key) is not None), flush=True)
+      say("Diagnostics (last frame; not the paper's number): " + " | ".join(
+          f"{header} " + ("n/a" if d.get(key) is None else f"{d[key]:.4f}")
+          for key, header in zip(evaluator.DIAGNOSTIC_COLUMNS, evaluator.DIAGNOSTIC_HEADERS)),
+          flush=True)
     say(f"Wrote {output}", flush=True)
   return result.to_json()
 

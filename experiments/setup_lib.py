@@ -132,11 +132,45 @@ class _LogFile(std_logging.Handler):
     super().close()
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+CONFIG_HISTORY = "config_history.jsonl"
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str,
+                step: int = 0) -> Dict[str, Tuple[Any, Any]]:
+  """Writes WORKDIR/config.json; returns {dotted field: (saved value, new value)}.
+
+  Resuming at `step` > 0 with a config that differs from the saved one (a longer
+  --config.train.num_steps, or a recipe changed mid-run) first appends {"step": step, "changed":
+  {field: [saved, new]}} to WORKDIR/config_history.jsonl, so that what the earlier steps were
+  trained with is not lost when config.json is overwritten (None: the field was absent).
+  """
   os.makedirs(workdir, exist_ok=True)
+  path = os.path.join(workdir, "config.json")
+  changed = {}
+  if step > 0 and os.path.exists(path):
+    with open(path) as f:
+      saved = _flat(json.load(f))
+    new = _flat(json.loads(config.to_json()))
+    changed = {k: (saved.get(k), new.get(k)) for k in sorted(set(saved) | set(new))
+               if saved.get(k) != new.get(k)}
   if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
+    if changed:
+      with open(os.path.join(workdir, CONFIG_HISTORY), "a") as f:
+        f.write(json.dumps(dict(step=step, changed=changed)) + "\n")
+    with open(path, "w") as f:
       f.write(config.to_json(indent=2))
+  return changed
+
+
+def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+  """{"a": {"b": 1}} -> {"a.b": 1}."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:

@@ -311,9 +311,13 @@ def _fmt(value, digits: int) -> str:
 
 
 def _pm(group, key: str, digits: int) -> str:
+  """mean ± std; "(n=2 of 3)" when only some of the group's runs have the value (an older
+  metrics.json without the column), so that a mean over fewer seeds is never read as all."""
   if group[key] is None:
     return "n/a"
-  return f"{_fmt(group[key], digits)} ± {_fmt(group[key + '_std'], digits)}"
+  n = group[f"{key}_n"]
+  some = f" (n={n} of {group['num_runs']})" if n < group["num_runs"] else ""
+  return f"{_fmt(group[key], digits)} ± {_fmt(group[key + '_std'], digits)}{some}"
 
 
 def _write_markdown(path: str, runs, groups) -> None:

@@ -96,7 +96,6 @@ class _Logger:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[str, Any]:
   """Trains until config.train.num_steps (resuming from workdir); returns the final state."""
   setup_lib.check_config(config)
-  setup_lib.save_config(config, workdir)
   tc = config.train
   pidx, pcount = jax.process_index(), jax.process_count()
   _, replicated, data_sharding = setup_lib.mesh_shardings()
@@ -105,6 +104,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   optimizer = make_optimizer(tc)
   mngr = checkpointing.manager(workdir, tc.max_checkpoints)
   start_step = mngr.latest_step() or 0
+  changed = setup_lib.save_config(config, workdir, start_step)
+  if changed and pidx == 0:
+    print(f"Config changed since the checkpoint at step {start_step} (recorded in "
+          f"{setup_lib.CONFIG_HISTORY}): " + "; ".join(
+              f"{k} {old} -> {new}" for k, (old, new) in changed.items()), flush=True)
 
   train_iter = registry.get_iterator(config.data, "train", tc.batch_size, seed=config.seed,
                                      start_step=start_step, process_index=pidx,

@@ -299,12 +299,16 @@ def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
                                  err_msg=f"object_mask_contrast [{i}, {j}]")
 
 
-def test_evaluate_writes_labelled_diagnostics(tmp_path):
+def test_evaluate_writes_labelled_diagnostics(tmp_path, capsys):
+  """metrics.json holds the labelled diagnostics; the printout names each by its table header."""
   config = tiny_config(str(tmp_path / "data"))
   workdir = str(tmp_path / "run")
   make_workdir(workdir, config)
-  result = evaluate.evaluate(config, workdir, verbose=False)
+  result = evaluate.evaluate(config, workdir, verbose=True)
   diag = result["diagnostics"]
+  printed = capsys.readouterr().out
+  for key, header in zip(evaluator.DIAGNOSTIC_COLUMNS, evaluator.DIAGNOSTIC_HEADERS):
+    assert f"{header} {diag[key]:.4f}" in printed, (header, printed)
   assert "not the paper's number" in diag["note"]
   for name in evaluator.DIAGNOSTICS:
     assert -1.0 <= diag[f"fg_ari_{name}"] <= 1.0

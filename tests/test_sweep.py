@@ -204,8 +204,8 @@ def test_collect_without_results(tmp_path):
 def test_collect_diagnostic_and_speed_columns(tmp_path):
   """The study table: the three diagnostic FG-ARIs, the foreground share of the background slot
   and the object mask contrast from metrics.json's "diagnostics" (n/a where an older
-  metrics.json lacks one, as seed 0's lacks the contrast) and the
-  median logged steps/s (the first log line, which includes compilation, left out)."""
+  metrics.json lacks one, as seed 0's lacks the contrast: its group mean is marked "n=1 of 2")
+  and the median logged steps/s (the first log line, which includes compilation, left out)."""
   root = str(tmp_path)
   for seed, resp, rates in ((0, 0.8, [0.1, 2.0, 3.0, 4.0]), (1, 0.9, [0.1, 4.0, 4.0, 6.0])):
     _write_metrics(root, f"combined/seed{seed}", preset="combined", seed=seed, fg_ari=0.5,
@@ -226,7 +226,7 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
     markdown = f.read()
   assert ("| combined | combined | 2 | 0.5000 ± 0.0000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
           "0.6000 ± 0.0000 | 0.8500 ± 0.0500 | 0.7000 ± 0.0000 | 0.2500 ± 0.0500 | "
-          "0.3000 ± 0.0000 | 3.50 ± 0.50 |") in markdown
+          "0.3000 ± 0.0000 (n=1 of 2) | 3.50 ± 0.50 |") in markdown
   assert groups["combined"]["object_mask_contrast"] == pytest.approx(0.3)   # seed 1 only
   assert ("| old | old | 1 | 0.1000 ± 0.0000 | 0.1000 ± 0.0000 | 0.01000 ± 0.00000 | "
           "n/a | n/a | n/a | n/a | n/a | n/a |") in markdown

@@ -253,6 +253,12 @@ def test_resume_with_more_steps_and_logs(tmp_path_factory, tmp_path):
   assert checkpoint_steps(workdir) == [2, 4, 6]
 
   code, text = run(train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN), environ, log)
+  # The longer num_steps is a config change: printed, and kept in config_history.jsonl.
+  assert (f"Config changed since the checkpoint at step 6 (recorded in config_history.jsonl): "
+          f"train.num_steps 6 -> {NUM_STEPS}") in text, console(text)[-3000:]
+  with open(os.path.join(workdir, "config_history.jsonl")) as f:
+    assert [json.loads(l) for l in f] == [
+        {"step": 6, "changed": {"train.num_steps": [6, NUM_STEPS]}}]
   text = text.split("Resuming", 1)[-1]
   assert code == 0, console(text)[-3000:]
   assert text.startswith(" from checkpoint at step 6\n")
@@ -357,3 +363,25 @@ def test_parameters_do_not_depend_on_num_slots():
                             zero_batch(config))
     shapes.append(jax.tree.map(lambda x: x.shape, params))
   assert shapes[0] == shapes[1]
+
+
+def test_save_config_records_changes_on_resume(tmp_path):
+  """A fresh run (step 0) or an unchanged config writes no history; a changed, added or removed
+  field at a resume is appended with its old and new values, and config.json is the new one."""
+  import ml_collections
+  from experiments import setup_lib
+  workdir = str(tmp_path)
+  old = ml_collections.ConfigDict(dict(model=dict(num_refine_steps=1, sigma_x=0.1),
+                                       train=dict(num_steps=10, gone=True)))
+  assert setup_lib.save_config(old, workdir) == {}
+  assert setup_lib.save_config(old, workdir, step=10) == {}
+  new = ml_collections.ConfigDict(dict(model=dict(num_refine_steps=2, sigma_x=0.1),
+                                       train=dict(num_steps=20, added="x")))
+  changed = setup_lib.save_config(new, workdir, step=10)
+  want = {"model.num_refine_steps": (1, 2), "train.added": (None, "x"),
+          "train.gone": (True, None), "train.num_steps": (10, 20)}
+  assert changed == want
+  with open(os.path.join(workdir, setup_lib.CONFIG_HISTORY)) as f:
+    assert [json.loads(l) for l in f] == [
+        {"step": 10, "changed": {k: list(v) for k, v in want.items()}}]
+  assert setup_lib.load_config(workdir).to_dict() == new.to_dict()

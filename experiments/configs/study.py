@@ -7,7 +7,9 @@ Each preset changes one thing against `baseline` (the default sprites config, un
       --sweep="presets=baseline,eps_1e-10,lr_1e-3,lambda_input,query_layernorm,action_scale,refine_2,sigma_x_0.05,slow_motion,still,combined;seeds=0,1" \
       --workdir_root=workdirs/study --jobs=2 --config.train.num_steps=1500
 
-(on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`). results.md gets the headline
+That is 22 runs: about 12 h on the project's 2-core CPU (0.5 steps/s per run, N = 2 half that),
+so on a CPU run it a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
+command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets the headline
 FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +- std over seeds.
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
