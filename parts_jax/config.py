@@ -33,6 +33,9 @@ def get_model_config() -> ml_collections.ConfigDict:
                                  # lists it as an input of E; 3.2.3 names grad and action)
   c.query_layernorm = False      # True: LayerNorm on s_k before the query projection (Eq 4),
                                  # as Slot Attention normalises its slots
+  c.decode_refined = False       # True: also decode lambda_t^N and average its ELBO into the
+                                 # step's loss; the masks are then lambda_t^N's (paper: N = 1's
+                                 # lambda_t^1 "do[es] not get decoded", 3.2.3)
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
@@ -87,6 +90,9 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model.image_size must be (H, W), got {c.image_size!r}")
   for i, s in enumerate(c.image_size):
     check_positive_int(f"model.image_size[{i}]", s)
+  if c.decode_refined and c.predictive_prior:
+    raise ConfigError("config.model.decode_refined=True has no meaning with predictive_prior=True, "
+                      "which already decodes (only) the refined lambda_t^N; set one of them")
   if not c.beta >= 0:
     raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
   if not c.action_scale > 0:

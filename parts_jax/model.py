@@ -12,8 +12,10 @@ One step t, with carry (lambda_{t-1}^N, predictor state, a_{t-1}):
     lambda_t^n = lambda_t^{n-1} + E(lambda_t^{n-1}, x_t, a_{t-1}, dL/dlambda, log p(x_t|z))  (Eq 3)
 The step's loss is the mean ELBO of the decoded iterates lambda_t^0..lambda_t^{N-1}; with N = 1
 that is the ELBO at lambda_t^0, which has seen only past frames, and lambda_t^1 goes to the
-predictor without being decoded. With `predictive_prior` (OP3-style) the prior is
-N(lambda_t^0) and the loss is the ELBO of the refined lambda_t^N, which is decoded.
+predictor without being decoded. With `decode_refined` lambda_t^N is decoded too and its ELBO
+joins the mean (N = 1: lambda_t^0 and lambda_t^1, at one refinement's cost). With
+`predictive_prior` (OP3-style) the prior is N(lambda_t^0) and the loss is the ELBO of the refined
+lambda_t^N alone, which is decoded.
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
@@ -137,8 +139,9 @@ class PARTS:
                         out: Dict[str, jnp.ndarray]) -> Dict[str, jnp.ndarray]:
     """Per-pixel slot scores [B, T, K, H, W] whose argmax over K is a segmentation.
 
-    "masks" (the headline, the paper's number): the decoder masks m_k of the posterior the loss
-    is taken on (lambda_t^0 with N = 1), as `apply` returns them. Diagnostics:
+    "masks" (the headline, the paper's number): the decoder masks m_k of the last posterior the
+    loss is taken on (lambda_t^0 with N = 1; lambda_t^{N-1} with N > 1; lambda_t^N with
+    decode_refined or predictive_prior), as `apply` returns them. Diagnostics:
     "masks_refined": the masks of the refined posterior lambda_t^N decoded at its mean;
     "responsibilities": p(k | x_i) proportional to m_k N(x_i; C_k, sigma_x^2) (Eq 2's mixture);
     "attention": the slot-attention weights of the last refinement step (Eqs 4-6).
@@ -211,9 +214,10 @@ class PARTS:
           params, inputs.x, lam, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))
       decoded.append((fe, means))
       lam = jnp.where(inputs.observe, new_lam, lam)        # no refinement during roll-out
-    if cfg.predictive_prior:                                # OP3: decode the refined posterior
+    if cfg.predictive_prior or cfg.decode_refined:          # decode the refined lambda_t^N
       eps = distributions.standard_normal(jax.random.fold_in(inputs.rng, cfg.num_refine_steps), lam)
-      decoded = [self.negative_elbo(params, inputs.x, lam, eps, prior_lam)[1]]
+      refined = self.negative_elbo(params, inputs.x, lam, eps, prior_lam)[1]
+      decoded = [refined] if cfg.predictive_prior else decoded + [refined]   # OP3: it alone
     fe, means = decoded[-1]
     masks = jnp.exp(fe.log_masks)
     recon = likelihood.mixture_mean(masks, means)

@@ -258,8 +258,9 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
 
     lambda^0 = P(lambda_{t-1}^N, a_{t-1})
     lambda^n = lambda^{n-1} + E(lambda^{n-1}, x_t, a_{t-1}, dL/dlambda, log p(x_t | z))   (Eq 3)
-    loss terms: the mean over the decoded iterates lambda^0..lambda^{N-1} (fixed prior), or the
-    ELBO of lambda^N against the prior N(lambda^0) (predictive prior, OP3-style).
+    loss terms: the mean over the decoded iterates lambda^0..lambda^{N-1} (fixed prior; and
+    lambda^N with decode_refined), or the ELBO of lambda^N against the prior N(lambda^0)
+    (predictive prior, OP3-style).
   """
   lam0, state = predict(params, cfg, carry.lam, carry.action, carry.state)
   prior = lam0 if cfg.predictive_prior else None
@@ -277,6 +278,8 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
       lam = lam + delta
   if cfg.predictive_prior:
     decoded = [frame_elbo(params, x, lam, eps[cfg.num_refine_steps], cfg, prior)]
+  elif cfg.decode_refined:
+    decoded.append(frame_elbo(params, x, lam, eps[cfg.num_refine_steps], cfg, prior))
   masks = np.exp(decoded[-1].log_masks)
   outputs = dict(elbo=np.mean([d.elbo for d in decoded], 0), kl=np.mean([d.kl for d in decoded], 0),
                  nll=np.mean([d.nll for d in decoded], 0), masks=masks,

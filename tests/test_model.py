@@ -229,6 +229,11 @@ def test_bad_config_raises_one_line_error(field, value):
   assert "\n" not in str(e.value)
 
 
+def test_decode_refined_with_predictive_prior_is_refused():
+  with pytest.raises(ConfigError, match="decode_refined.*predictive_prior"):
+    build_model(tiny_model_config(decode_refined=True, predictive_prior=True))
+
+
 def test_wrong_frame_size_and_missing_actions_raise():
   model, params, batch = _setup()
   with pytest.raises(ValueError, match="image_size"):

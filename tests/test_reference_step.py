@@ -1,7 +1,8 @@
 """The model against an independent float64 NumPy reference of the PARTS time step
 (tests/reference_step.py): with perturbed (non-zero) parameters, several steps of
 `PARTS.apply` give the reference's ELBO, KL, NLL, masks, reconstruction, attention and posterior
-at every step, for N = 1 and 2, the fixed and the predictive prior, with and without actions,
+at every step, for N = 1 and 2, the fixed and the predictive prior, with lambda_t^N decoded
+into the loss (decode_refined), with and without actions,
 with burn-in (roll-out steps), with the segmentation study's switches, and for the S-IODINE and
 OP3 rows (IODINE-style refiner); and PARTS.rollout past the end of the batch."""
 import jax
@@ -17,6 +18,8 @@ B, T = 2, 3
 CASES = {
     "n1_fixed_prior": {},
     "n2": dict(num_refine_steps=2),
+    "decode_refined": dict(decode_refined=True),
+    "n2_decode_refined": dict(num_refine_steps=2, decode_refined=True),
     "predictive_prior": dict(predictive_prior=True),
     "no_actions": dict(use_actions=False),
     "burn_in": dict(burn_in=1),

@@ -4,13 +4,14 @@ Each preset changes one thing against `baseline` (the default sprites config, un
 `combined`; every change is a config value (paper default or earlier default noted). The study:
 
   python -m experiments.sweep --config=experiments/configs/study.py \
-      --sweep="presets=baseline,eps_1e-10,lr_1e-3,lambda_input,query_layernorm,action_scale,refine_2,sigma_x_0.05,slow_motion,still,combined;seeds=0,1" \
+      --sweep="presets=baseline,eps_1e-10,lr_1e-3,lambda_input,query_layernorm,action_scale,refine_2,decode_refined,sigma_x_0.05,slow_motion,still,combined;seeds=0,1" \
       --workdir_root=workdirs/study --jobs=2 --config.train.num_steps=1500
 
-That is 22 runs: about 12 h on the project's 2-core CPU (0.5 steps/s per run, N = 2 half that),
-so on a CPU run it a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
-command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets the headline
-FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +- std over seeds.
+That is 24 runs: about 13 h on the project's 2-core CPU (0.5 steps/s per run, N = 2 half that),
+so on a CPU run a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
+command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets
+the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
+std over seeds.
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -18,8 +19,9 @@ from parts_jax.config import ConfigError
 
 # preset -> {config field: value}. Defaults they replace: train.rmsprop_eps 1e-6 and
 # train.learning_rate 3e-4 (chosen; the paper gives RMSProp and clip 5.0 only), action_scale 1,
-# refine_lambda_input False and query_layernorm False (this implementation), num_refine_steps 1
-# (paper default), sigma_x 0.1 (chosen), sprites camera step <= 3 px and speed <= 1.6 px/frame.
+# refine_lambda_input False, query_layernorm False and decode_refined False (this implementation),
+# num_refine_steps 1 (paper default), sigma_x 0.1 (chosen), sprites camera step <= 3 px and
+# speed <= 1.6 px/frame.
 PRESETS = {
     "baseline": {},
     "eps_1e-10": {"train.rmsprop_eps": 1e-10},
@@ -28,6 +30,7 @@ PRESETS = {
     "query_layernorm": {"model.query_layernorm": True},
     "action_scale": {"model.action_scale": 1.0 / 3.0},
     "refine_2": {"model.num_refine_steps": 2},
+    "decode_refined": {"model.decode_refined": True},
     "sigma_x_0.05": {"model.sigma_x": 0.05},
     "slow_motion": {"data.max_camera_step": 1, "data.max_speed": 0.5},
     "still": {"data.max_camera_step": 0, "data.max_speed": 0.0},
