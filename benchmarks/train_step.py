@@ -52,7 +52,8 @@ def flops_share(model, state, batch):
                               log_masks, means)
   pred = common.compiled_flops(jax.jit(model.predict_fn), params, lam, a, state0)
   n = model.config.num_refine_steps
-  costs = {"decoder (fwd + dL/dlambda + param grads)": dec * n * 4,
+  extra = 3 if model.config.decode_refined else 0   # lambda_t^N decoded: fwd + param grads
+  costs = {"decoder (fwd + dL/dlambda + param grads)": dec * (n * 4 + extra),
            "refiner: encoder CNN + slot attention + MLP (fwd + grads)": ref * n * 3,
            "predictor (fwd + grads)": pred * 3}
   total = sum(costs.values())
