@@ -233,8 +233,10 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
 
 
 def test_study_presets_change_one_field_each():
-  from experiments.configs import sprites, study
-  base = sprites.get_config()
+  from experiments.configs import common, sprites, study
+  base = study.get_config("baseline")
+  assert base.to_dict() == dict(common.set_fields(sprites.get_config(), study.BASELINE).to_dict(),
+                                preset="baseline")
   for name, changes in study.PRESETS.items():
     c = study.get_config(name)
     assert c.preset == name
