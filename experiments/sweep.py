@@ -29,6 +29,7 @@ import csv
 import dataclasses
 import importlib.util
 import itertools
+import json
 import os
 import re
 import shlex
@@ -283,7 +284,32 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
     groups.append(g)
   _write_csv(os.path.join(root, "results.csv"), runs, groups)
   _write_markdown(os.path.join(root, "results.md"), runs, groups)
+  _write_curves(root, [r["run"] for r in runs])
   return dict(runs=runs, groups=groups)
+
+
+# metrics.jsonl key -> panel title of ROOT/curves.png.
+CURVE_PANELS = {"eval/fg_ari": "held-out FG-ARI (headline)",
+                "eval_diagnostics/object_mask_contrast": "object mask contrast (diag.)",
+                "eval_diagnostics/fg_in_background_slot": "FG pixels in background slot (diag.)"}
+
+
+def _write_curves(root: str, runs: Sequence[str]) -> None:
+  """ROOT/curves.png and curves.json: the held-out metrics each run logged during training
+  (the same eval batch every train.eval_every steps), one line per run, one panel per metric."""
+  panels = {}
+  for run in runs:
+    logged = metrics_log.curves(os.path.join(root, run), tuple(CURVE_PANELS))
+    for key, curve in logged.items():
+      panels.setdefault(key, {})[run] = curve
+  if not panels:
+    return
+  from parts_jax import visualize   # pylint: disable=g-import-not-at-top  (matplotlib)
+  visualize.runs_curves_figure({CURVE_PANELS[k]: panels[k] for k in CURVE_PANELS if k in panels},
+                               os.path.join(root, "curves.png"), figsize=(5.0 * len(panels), 3.5))
+  with open(os.path.join(root, "curves.json"), "w") as f:
+    json.dump({key: {run: dict(steps=c[0], values=c[1]) for run, c in per_run.items()}
+               for key, per_run in panels.items()}, f, indent=1)
 
 
 CSV_COLUMNS = ("kind", "group", "preset", "seed", "num_runs", "step", "fg_ari", "fg_ari_std",

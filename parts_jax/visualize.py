@@ -11,7 +11,7 @@ R rows and C columns of h' x w' tiles is
   height = [LABEL_HEIGHT if column labels] + R * h' + (R + 1) * PAD.
 """
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -251,15 +251,19 @@ def rollout_figure(video, pred, pred_seg=None, burn_in: int = 0, path: Optional[
 
 
 def _line_plots(panels, path: Optional[str], figsize, dpi: int) -> np.ndarray:
-  """Side-by-side line plots. panels: [(title, xlabel, {name: (x [N], y [N])})]."""
+  """Side-by-side line plots. panels: [(title, xlabel, {name: (x [N], y [N])})]; a name keeps
+  its colour in every panel."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=g-import-not-at-top
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   fig = Figure(figsize=figsize, dpi=dpi)
   canvas = FigureCanvasAgg(fig)
   axes = np.atleast_1d(fig.subplots(1, len(panels)))
+  names = list(dict.fromkeys(name for _, _, lines in panels for name in lines))
   for (title, xlabel, lines), ax in zip(panels, axes):
     for name, (x, y) in lines.items():
-      ax.plot(np.asarray(x), np.asarray(y), marker=".", label=name)
+      i = names.index(name)   # tab10 colours, then dashed lines for the next ten names
+      ax.plot(np.asarray(x), np.asarray(y), marker=".", label=name, color=f"C{i % 10}",
+              linestyle=("-", "--", ":")[i // 10 % 3])
     ax.set_xlabel(xlabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -301,6 +305,26 @@ def training_curves_figure(curves: Dict[str, Sequence[Sequence[float]]], title: 
     path: optional output file.
     figsize, dpi: matplotlib size; the image is figsize * dpi pixels (600 x 350 by default).
   """
+  return _line_plots([(title, "training step", _step_lines(curves))], path, figsize, dpi)
+
+
+def runs_curves_figure(panels: Dict[str, Dict[str, Sequence[Sequence[float]]]],
+                       path: Optional[str] = None, figsize=(10.0, 3.5),
+                       dpi: int = 100) -> np.ndarray:
+  """One held-out metric per panel, one line per run: a sweep's runs against training step.
+
+  Args:
+    panels: panel title (the metric) -> run name -> (training steps [N], values [N]).
+    path: optional output file.
+    figsize, dpi: matplotlib size; the image is figsize * dpi pixels (1000 x 350 by default).
+  """
+  if not panels:
+    raise ValueError("runs_curves_figure needs at least one panel")
+  return _line_plots([(title, "training step", _step_lines(runs))
+                      for title, runs in panels.items()], path, figsize, dpi)
+
+
+def _step_lines(curves) -> Dict[str, Tuple[Sequence[float], Sequence[float]]]:
   lines = {}
   for name, (steps, values) in curves.items():
     if len(steps) != len(values) or not len(steps):
@@ -308,8 +332,8 @@ def training_curves_figure(curves: Dict[str, Sequence[Sequence[float]]], title: 
                        f"{len(steps)} and {len(values)}")
     lines[name] = (steps, values)
   if not lines:
-    raise ValueError("training_curves_figure needs at least one curve")
-  return _line_plots([(title, "training step", lines)], path, figsize, dpi)
+    raise ValueError("a curves figure needs at least one curve")
+  return lines
 
 
 def save_gif(frames, path: str, fps: float = 4.0, min_size: int = MIN_TILE) -> np.ndarray:

@@ -216,12 +216,18 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
     with open(os.path.join(root, f"combined/seed{seed}", "metrics.jsonl"), "w") as f:
       for i, r in enumerate(rates):
         f.write(json.dumps({"step": 20 * (i + 1), "train/steps_per_s": r}) + "\n")
+      f.write(json.dumps({"step": 80, "eval/fg_ari": 0.1 * (seed + 1)}) + "\n")
   _write_metrics(root, "old/seed0", preset="old", seed=0, fg_ari=0.1, ari=0.1, mse=0.01)
   groups = {g["group"]: g for g in sweep.collect(root)["groups"]}
   assert groups["combined"]["fg_ari_responsibilities"] == pytest.approx(0.85)
   assert groups["combined"]["fg_ari_responsibilities_std"] == pytest.approx(0.05)
   assert groups["combined"]["steps_per_s"] == pytest.approx((3.0 + 4.0) / 2)  # medians 3, 4
   assert groups["old"]["fg_ari_attention"] is None and groups["old"]["steps_per_s"] is None
+  # curves.png/.json: the held-out FG-ARI each run logged (the "old" run logged none).
+  with open(os.path.join(root, "curves.json")) as f:
+    assert json.load(f) == {"eval/fg_ari": {f"combined/seed{s}": dict(steps=[80], values=[v])
+                                            for s, v in ((0, 0.1), (1, 0.2))}}
+  assert os.path.getsize(os.path.join(root, "curves.png")) > 0
   with open(os.path.join(root, "results.md")) as f:
     markdown = f.read()
   assert ("| combined | combined | 2 | 0.5000 ± 0.0000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "

@@ -137,6 +137,19 @@ def test_training_curves_figure(tmp_path):
     vis.training_curves_figure({"x": ([1, 2], [0.5])}, "t")
 
 
+def test_runs_curves_figure(tmp_path):
+  path = str(tmp_path / "runs.png")
+  image = vis.runs_curves_figure({"FG-ARI": {"a/seed0": ([500, 1000], [0.1, 0.2]),
+                                             "b/seed0": ([500], [0.3])},
+                                  "contrast": {"a/seed0": ([1000], [0.05])}}, path)
+  _read_png(path, (350, 1000))
+  assert image.shape == (350, 1000, 3) and image.std() > 0
+  with pytest.raises(ValueError, match="at least one panel"):
+    vis.runs_curves_figure({})
+  with pytest.raises(ValueError, match="as many steps"):
+    vis.runs_curves_figure({"p": {"x": ([1], [])}})
+
+
 def test_save_gif(data, tmp_path):
   video = data[0]
   path = str(tmp_path / "v.gif")
