@@ -324,6 +324,12 @@ def _rollout_summary(outs, burn_in: int, rollout_steps: int) -> Dict[str, Any]:
   return result
 
 
+# The segmentation keys of `held_out_scalars` (as in metrics.jsonl) -> their label in figures.
+HELD_OUT_LABELS = dict([("eval/fg_ari", "FG-ARI, masks (headline)")] + [
+    (f"eval_diagnostics/{k}", h.replace(" (diag.)", ""))
+    for k, h in zip(DIAGNOSTIC_COLUMNS, DIAGNOSTIC_HEADERS)])
+
+
 def held_out_scalars(outs: Dict[str, np.ndarray]) -> Dict[str, float]:
   """The training loop's held-out scalars, from one batch of `make_eval_step(...,
   keep_outputs=True)` on the host: eval/mse (all frames), eval/loss, and with segmentations

@@ -288,10 +288,10 @@ def collect(root: str) -> Dict[str, List[Dict[str, Any]]]:
   return dict(runs=runs, groups=groups)
 
 
-# metrics.jsonl key -> panel title of ROOT/curves.png.
-CURVE_PANELS = {"eval/fg_ari": "held-out FG-ARI (headline)",
-                "eval_diagnostics/object_mask_contrast": "object mask contrast (diag.)",
-                "eval_diagnostics/fg_in_background_slot": "FG pixels in background slot (diag.)"}
+# The metrics.jsonl keys drawn in ROOT/curves.png, one panel each (titled as in
+# evaluator.HELD_OUT_LABELS).
+CURVE_PANELS = ("eval/fg_ari", f"eval_diagnostics/{evaluator.OBJECT_MASK_CONTRAST}",
+                f"eval_diagnostics/{evaluator.BACKGROUND_SLOT}")
 
 
 def _write_curves(root: str, runs: Sequence[str]) -> None:
@@ -299,13 +299,14 @@ def _write_curves(root: str, runs: Sequence[str]) -> None:
   (the same eval batch every train.eval_every steps), one line per run, one panel per metric."""
   panels = {}
   for run in runs:
-    logged = metrics_log.curves(os.path.join(root, run), tuple(CURVE_PANELS))
+    logged = metrics_log.curves(os.path.join(root, run), CURVE_PANELS)
     for key, curve in logged.items():
       panels.setdefault(key, {})[run] = curve
   if not panels:
     return
   from parts_jax import visualize   # pylint: disable=g-import-not-at-top  (matplotlib)
-  visualize.runs_curves_figure({CURVE_PANELS[k]: panels[k] for k in CURVE_PANELS if k in panels},
+  visualize.runs_curves_figure({evaluator.HELD_OUT_LABELS[k]: panels[k] for k in CURVE_PANELS
+                                if k in panels},
                                os.path.join(root, "curves.png"), figsize=(5.0 * len(panels), 3.5))
   with open(os.path.join(root, "curves.json"), "w") as f:
     json.dump({key: {run: dict(steps=c[0], values=c[1]) for run, c in per_run.items()}

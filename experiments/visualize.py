@@ -57,10 +57,6 @@ FLAGS = flags.FLAGS
 DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs",
                               "sprites.py")
 FIGURES = ("segmentation", "attention", "traversal", "rollout", "prior", "curves")
-# metrics.jsonl key -> legend label of the `curves` figure.
-CURVE_LABELS = dict([("eval/fg_ari", "FG-ARI, masks (headline)")] + [
-    (f"eval_diagnostics/{k}", h.replace(" (diag.)", ""))
-    for k, h in zip(evaluator.DIAGNOSTIC_COLUMNS, evaluator.DIAGNOSTIC_HEADERS)])
 PRIOR_SHOWN_STEPS = (0, 1, 3, 7, 15, 31)
 
 
@@ -243,7 +239,7 @@ def prior(run: LoadedRun, other: LoadedRun, out_dir: str, steps: int = 32,
 
 def curves(workdir: str, out_dir: str) -> List[str]:
   """The held-out FG-ARI (and diagnostics) over training, from WORKDIR/metrics.jsonl."""
-  logged = metrics_log.curves(workdir, tuple(CURVE_LABELS))
+  logged = metrics_log.curves(workdir, tuple(evaluator.HELD_OUT_LABELS))
   if "eval/fg_ari" not in logged:
     raise ValueError(f"{metrics_log.path(workdir)} has no eval/fg_ari rows: the run has not "
                      "reached its first held-out evaluation (config.train.eval_every), or its "
@@ -252,7 +248,8 @@ def curves(workdir: str, out_dir: str) -> List[str]:
   title = f"held-out FG-ARI over training ({os.path.basename(os.path.normpath(workdir))})"
   os.makedirs(out_dir, exist_ok=True)
   png, js = os.path.join(out_dir, "fg_ari_curves.png"), os.path.join(out_dir, "fg_ari_curves.json")
-  vis.training_curves_figure({CURVE_LABELS[k]: v for k, v in logged.items()}, title, png)
+  vis.training_curves_figure({evaluator.HELD_OUT_LABELS[k]: v for k, v in logged.items()},
+                             title, png)
   with open(js, "w") as f:
     json.dump(dict(workdir=workdir, last_step=steps[-1],
                    curves={k: dict(steps=v[0], values=v[1]) for k, v in logged.items()}), f,
