@@ -54,7 +54,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from experiments import metrics_log, sweep
+from experiments import metrics_log, setup_lib, sweep
 
 FLAGS = flags.FLAGS
 
@@ -115,6 +115,11 @@ def load_config(name: str, overrides: Dict[str, Any]):
 def override_flags(overrides: Dict[str, Any]) -> List[str]:
   """--config.a.b=value flags for a subprocess."""
   return [f"--config.{k}={sweep.format_value(v)}" for k, v in overrides.items()]
+
+
+# A run's files beside its checkpoints that travel with it (into the kit's workdir and back in
+# checkpoint.tar.gz): the config, the metrics log and the record of config changes on resume.
+RUN_FILES = ("config.json", "metrics.jsonl", setup_lib.CONFIG_HISTORY)
 
 
 def _checkpoint_steps(workdir: str) -> List[int]:
@@ -315,7 +320,7 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     if not os.path.isdir(os.path.join(FLAGS.init_workdir, "checkpoints")):
       raise FileNotFoundError(f"--init_workdir={FLAGS.init_workdir} has no checkpoints/")
     shutil.copytree(os.path.join(FLAGS.init_workdir, "checkpoints"), os.path.join(workdir, "checkpoints"))
-    for name in ("metrics.jsonl", "config.json"):
+    for name in RUN_FILES:
       if os.path.exists(os.path.join(FLAGS.init_workdir, name)):
         shutil.copy(os.path.join(FLAGS.init_workdir, name), workdir)
     steps = _checkpoint_steps(workdir)
@@ -418,7 +423,7 @@ def stage_archive(out: str, workdir: str) -> Dict[str, Any]:
   path = os.path.join(out, "checkpoint.tar.gz")
   with tarfile.open(path, "w:gz") as tar:
     tar.add(os.path.join(ckpt, str(steps[-1])), arcname=f"checkpoints/{steps[-1]}")
-    for name in ("config.json", "metrics.jsonl"):
+    for name in RUN_FILES:
       if os.path.exists(os.path.join(workdir, name)):
         tar.add(os.path.join(workdir, name), arcname=name)
   if os.path.exists(os.path.join(workdir, "metrics.jsonl")):

@@ -36,6 +36,8 @@ def test_accelerator_kit_dry_run_goes_through_every_stage(tmp_path):
   cache = tmp_path / "jax_cache"
   _run(["experiments.train", "--config=experiments/configs/sprites.py", f"--workdir={init}",
         "--config.data.cache=False", "--config.train.num_steps=4"] + overrides, cache)
+  earlier = '{"step": 2, "changed": {"train.num_steps": [2, 4]}}\n'   # a change made before
+  (init / "config_history.jsonl").write_text(earlier)
   _run(["benchmarks.accelerator_kit", "--dry_run", f"--out={out}", f"--init_workdir={init}",
         f"--workdir={run}", "--budget_s=3000", "--timings_budget_s=3000", "--steps=2",
         "--num_steps=8", "--stages=device,equivalence,correctness,timings,study,train",
@@ -88,6 +90,11 @@ def test_accelerator_kit_dry_run_goes_through_every_stage(tmp_path):
   assert "Resuming from checkpoint at step 8" in proc.stdout
   steps = [json.loads(l)["step"] for l in (resumed / "metrics.jsonl").read_text().splitlines()]
   assert steps[-1] == 10 and steps == sorted(steps)
+  # The record of config changes travels both ways: the earlier entry, the kit's resume at 4
+  # (num_steps 4 -> 8) and the CPU resume at 8 (8 -> 10).
+  history = [json.loads(l) for l in (resumed / "config_history.jsonl").read_text().splitlines()]
+  assert [(h["step"], h["changed"]["train.num_steps"]) for h in history] == [
+      (2, [2, 4]), (4, [4, 8]), (8, [8, 10])], history
 
 
 def test_extrapolated_flops_equal_the_unrolled_count():

@@ -12,7 +12,8 @@ That is 24 runs: about 13 h on the project's 2-core CPU (0.5 steps/s per run, N 
 so on a CPU run a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
 command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets
 the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
-std over seeds.
+std over seeds. `wide_decoder` is measured against `refine_2` (the sprites default since
+docs/study.md run 5): `--sweep="presets=refine_2,wide_decoder;seeds=0,1"`.
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -38,6 +39,10 @@ PRESETS = {
     "sigma_x_0.05": {"model.sigma_x": 0.05},
     "slow_motion": {"data.max_camera_step": 1, "data.max_speed": 0.5},
     "still": {"data.max_camera_step": 0, "data.max_speed": 0.0},
+    # Against `refine_2` (the sprites default since run 5), not `baseline`: a decoder twice as
+    # wide and one layer deeper (default channels (32, 32, 32); docs/study.md run 5: the default
+    # decoder draws round masks).
+    "wide_decoder": {"model.num_refine_steps": 2, "model.decoder.channels": (64, 64, 64, 64)},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},

@@ -1,0 +1,199 @@
+r"""Can the decoder draw the sprites' shapes? Mask capacity of the spatial-broadcast decoder.
+
+  python -m experiments.decoder_capacity [--config=experiments/configs/sprites.py]
+      [--channels=32x32x32,64x64x64x64] [--steps=3000] [--output=FILE]
+
+The masks of the trained sprites model are round blobs whatever the sprite's shape (README,
+Results). This asks whether the decoder (`parts_jax.decoder`, as configured) can draw the shapes
+at all when it is told exactly what to draw: a supervised autoencoder of single-object masks.
+An MLP encoder maps an object's binary mask [H, W] to z [D] (D = model.slot_dim); the decoder
+maps z to mask logits; the loss is the per-pixel sigmoid cross-entropy against the mask. Trained
+on every object of every frame of --train_sequences train sequences; scored on the last frame
+of the first --eval_sequences eval sequences, where each frame is segmented the way the model's
+masks are (per pixel, the argmax over a background logit 0 and each object's decoded logit):
+
+  fg_ari:  FG-ARI of that segmentation (parts_jax.metrics, as the headline);
+  iou:     mean IoU of (logit > 0) with the object's mask.
+
+Two references on the same frames, needing no model: `disc_oracle_fg_ari` (each object drawn
+as a disc of its own area at its exact centroid; overlaps go to the nearer centre relative to
+the radius) and `nearest_centroid_fg_ari` (every foreground pixel to the nearest centroid).
+An upper bound of the decoder's capacity, not what the ELBO makes it learn: if a decoder cannot
+reach a high fg_ari here, training the whole model longer will not make its masks draw shapes.
+Prints one JSON object (and writes it to --output).
+"""
+import json
+import time
+from typing import Any, Dict, Sequence, Tuple
+
+from absl import app, flags
+import haiku as hk
+import jax
+import jax.numpy as jnp
+from ml_collections import config_flags
+import numpy as np
+import optax
+
+from datasets import registry
+from parts_jax import decoder as decoder_lib
+from parts_jax import metrics
+
+FLAGS = flags.FLAGS
+
+
+def object_masks(seg: np.ndarray) -> np.ndarray:
+  """Every object (id > 0) of every frame of seg [..., H, W] -> binary masks [N, H, W] float32."""
+  frames = seg.reshape((-1,) + seg.shape[-2:])
+  return np.stack([f == i for f in frames for i in np.unique(f) if i > 0]).astype(np.float32)
+
+
+def disc_segmentation(seg: np.ndarray, area_scale: float = 1.0) -> np.ndarray:
+  """seg [H, W] -> ids [H, W]: each object (id > 0) replaced by a disc of area_scale times its
+  area at its centroid; a pixel inside several discs goes to the one whose centre is nearest
+  relative to its radius; pixels in no disc are 0. area_scale = inf: nearest centroid."""
+  h, w = seg.shape
+  yy, xx = np.mgrid[:h, :w]
+  ids = [i for i in np.unique(seg) if i > 0]
+  score = np.full((len(ids) + 1, h, w), -np.inf)
+  score[0] = 0.0
+  for j, i in enumerate(ids):
+    ys, xs = np.nonzero(seg == i)
+    d2 = (yy - ys.mean()) ** 2 + (xx - xs.mean()) ** 2
+    if np.isinf(area_scale):
+      score[j + 1] = 1.0 - d2 / (h * h + w * w)
+    else:
+      r2 = area_scale * len(ys) / np.pi
+      score[j + 1] = np.where(d2 <= r2, 2.0 - d2 / r2, -np.inf)
+  return np.asarray(ids + [0])[np.argmax(score, axis=0) - 1] if ids else np.zeros_like(seg)
+
+
+def mean_fg_ari(seg: np.ndarray, pred: np.ndarray, num_true: int) -> float:
+  """Mean FG-ARI over frames with foreground; seg, pred [N, H, W] integer ids < num_true."""
+  ari, has_fg = metrics.fg_ari_per_frame(seg[:, None], pred[:, None], num_true=num_true,
+                                         num_pred=num_true)
+  ari, has_fg = np.asarray(ari)[:, 0], np.asarray(has_fg)[:, 0]
+  return float(ari[has_fg].mean())
+
+
+def make_autoencoder(image_size: Tuple[int, int], slot_dim: int, channels: Sequence[int],
+                     kernel_size: int):
+  """masks [N, H, W] -> mask logits [N, H, W] (MLP encoder, the model's decoder)."""
+  def forward(masks):
+    z = hk.nets.MLP((256, 256, slot_dim), name="encoder")(masks.reshape(masks.shape[0], -1))
+    _, logits = decoder_lib.SoftSpatialBroadcastDecoder(image_size, channels, kernel_size)(
+        z[:, None])
+    return logits[:, 0]
+  return hk.without_apply_rng(hk.transform(forward))
+
+
+def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
+        kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int):
+  """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss)."""
+  net = make_autoencoder(image_size, slot_dim, channels, kernel_size)
+  params = net.init(jax.random.PRNGKey(seed), jnp.asarray(train[:2]))
+  opt = optax.adam(learning_rate)
+  opt_state = opt.init(params)
+
+  @jax.jit
+  def update(params, opt_state, masks):
+    def loss_fn(p):
+      return jnp.mean(optax.sigmoid_binary_cross_entropy(net.apply(p, masks), masks))
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    updates, opt_state = opt.update(grads, opt_state)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  rng = np.random.default_rng(seed)
+  loss = np.nan
+  for _ in range(steps):
+    params, opt_state, loss = update(params, opt_state,
+                                     jnp.asarray(train[rng.integers(0, len(train), batch_size)]))
+  return net, params, float(loss)
+
+
+def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, float]:
+  """Frames seg [N, H, W] -> (ids [N, H, W]: argmax over background logit 0 and each object's
+  decoded logit, mean IoU of the decoded masks)."""
+  pred, ious = np.zeros_like(seg), []
+  for n, frame in enumerate(seg):
+    ids = [i for i in np.unique(frame) if i > 0]
+    if not ids:
+      continue
+    masks = np.stack([frame == i for i in ids]).astype(np.float32)
+    logits = np.asarray(net.apply(params, jnp.asarray(masks)))               # [J, H, W]
+    scores = np.concatenate([np.zeros((1,) + frame.shape), logits])
+    pred[n] = np.asarray([0] + ids)[np.argmax(scores, axis=0)]
+    inter = np.sum((logits > 0) & (masks > 0), axis=(1, 2))
+    union = np.sum((logits > 0) | (masks > 0), axis=(1, 2))
+    ious.extend(inter / np.maximum(union, 1))
+  return pred, float(np.mean(ious))
+
+
+def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequences: int,
+        eval_sequences: int, batch_size: int = 64, learning_rate: float = 1e-3,
+        seed: int = 0) -> Dict[str, Any]:
+  """The experiment of the module docstring for each decoder width in channels_list."""
+  def segmentations(split, n):
+    it = registry.get_iterator(config.data, split, n, seed=seed, shuffle=False, prefetch=0)
+    batch = next(it)
+    it.close()
+    if batch.get("segmentations") is None:
+      raise ValueError(f"the {split} split of {config.data.name!r} has no segmentations")
+    return np.asarray(batch["segmentations"])
+  train = object_masks(segmentations("train", train_sequences))
+  seg = segmentations("eval", eval_sequences)[:, -1]                          # [N, H, W]
+  num_true = int(seg.max()) + 1
+  image_size = tuple(config.model.image_size)
+  result = dict(
+      num_train_masks=len(train), num_eval_frames=len(seg), steps=steps, batch_size=batch_size,
+      slot_dim=config.model.slot_dim, kernel_size=config.model.decoder.kernel_size,
+      disc_oracle_fg_ari=mean_fg_ari(seg, np.stack([disc_segmentation(s) for s in seg]),
+                                     num_true),
+      nearest_centroid_fg_ari=mean_fg_ari(
+          seg, np.stack([disc_segmentation(s, np.inf) for s in seg]), num_true),
+      decoders=[])
+  for channels in channels_list:
+    t0 = time.time()
+    net, params, loss = fit(train, image_size, config.model.slot_dim, channels,
+                            config.model.decoder.kernel_size, steps, batch_size, learning_rate,
+                            seed)
+    pred, iou = decoded_segmentation(net, params, seg)
+    result["decoders"].append(dict(
+        channels=list(channels), final_train_loss=loss, fg_ari=mean_fg_ari(seg, pred, num_true),
+        iou=iou, seconds=round(time.time() - t0, 1)))
+    print(json.dumps(result["decoders"][-1]), flush=True)
+  return result
+
+
+def parse_channels(spec: str) -> Tuple[int, ...]:
+  """'64x64x64' -> (64, 64, 64)."""
+  try:
+    channels = tuple(int(c) for c in spec.split("x"))
+  except ValueError:
+    channels = ()
+  if not channels or min(channels) <= 0:
+    raise app.UsageError(f"--channels entries are widths joined by 'x' (e.g. 32x32x32), "
+                         f"got {spec!r}")
+  return channels
+
+
+def main(argv):
+  del argv
+  result = run(FLAGS.config, [parse_channels(s) for s in FLAGS.channels], FLAGS.steps,
+               FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed)
+  text = json.dumps(result, indent=1)
+  print(text)
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      f.write(text + "\n")
+
+
+if __name__ == "__main__":
+  config_flags.DEFINE_config_file("config", "experiments/configs/sprites.py", "Data + model config.")
+  flags.DEFINE_list("channels", ["32x32x32", "64x64x64x64"],
+                    "Decoder hidden widths to compare ('x'-joined; the config's is 32x32x32).")
+  flags.DEFINE_integer("steps", 3000, "Training steps per decoder.")
+  flags.DEFINE_integer("train_sequences", 512, "Train sequences whose objects are the data.")
+  flags.DEFINE_integer("eval_sequences", 256, "Eval sequences (last frame) scored.")
+  flags.DEFINE_integer("seed", 0, "Seed of the encoder/decoder init and the batches.")
+  flags.DEFINE_string("output", None, "Also write the JSON here.")
+  app.run(main)
