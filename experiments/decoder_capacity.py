@@ -35,6 +35,7 @@ import numpy as np
 import optax
 
 from datasets import registry
+from experiments import setup_lib
 from parts_jax import decoder as decoder_lib
 from parts_jax import metrics
 
@@ -142,10 +143,10 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
   train = object_masks(segmentations("train", train_sequences))
   seg = segmentations("eval", eval_sequences)[:, -1]                          # [N, H, W]
   num_true = int(seg.max()) + 1
-  image_size = tuple(config.model.image_size)
+  model = setup_lib.model_config(config)       # image_size from the data, as in training
   result = dict(
       num_train_masks=len(train), num_eval_frames=len(seg), steps=steps, batch_size=batch_size,
-      slot_dim=config.model.slot_dim, kernel_size=config.model.decoder.kernel_size,
+      slot_dim=model.slot_dim, kernel_size=model.decoder.kernel_size,
       disc_oracle_fg_ari=mean_fg_ari(seg, np.stack([disc_segmentation(s) for s in seg]),
                                      num_true),
       nearest_centroid_fg_ari=mean_fg_ari(
@@ -153,9 +154,8 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
       decoders=[])
   for channels in channels_list:
     t0 = time.time()
-    net, params, loss = fit(train, image_size, config.model.slot_dim, channels,
-                            config.model.decoder.kernel_size, steps, batch_size, learning_rate,
-                            seed)
+    net, params, loss = fit(train, tuple(model.image_size), model.slot_dim, channels,
+                            model.decoder.kernel_size, steps, batch_size, learning_rate, seed)
     pred, iou = decoded_segmentation(net, params, seg)
     result["decoders"].append(dict(
         channels=list(channels), final_train_loss=loss, fg_ari=mean_fg_ari(seg, pred, num_true),
