@@ -26,7 +26,7 @@ def _run(args, cache_dir, cwd=ROOT, timeout=900):
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
   proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, capture_output=True, text=True,
                         timeout=timeout, env=env)
-  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
   return proc
 
 
