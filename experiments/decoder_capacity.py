@@ -114,13 +114,14 @@ def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
 def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, float]:
   """Frames seg [N, H, W] -> (ids [N, H, W]: argmax over background logit 0 and each object's
   decoded logit, mean IoU of the decoded masks)."""
+  apply = jax.jit(net.apply)         # one compile per number of objects in a frame
   pred, ious = np.zeros_like(seg), []
   for n, frame in enumerate(seg):
     ids = [i for i in np.unique(frame) if i > 0]
     if not ids:
       continue
     masks = np.stack([frame == i for i in ids]).astype(np.float32)
-    logits = np.asarray(net.apply(params, jnp.asarray(masks)))               # [J, H, W]
+    logits = np.asarray(apply(params, jnp.asarray(masks)))                   # [J, H, W]
     scores = np.concatenate([np.zeros((1,) + frame.shape), logits])
     pred[n] = np.asarray([0] + ids)[np.argmax(scores, axis=0)]
     inter = np.sum((logits > 0) & (masks > 0), axis=(1, 2))

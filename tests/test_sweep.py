@@ -238,13 +238,6 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
           "n/a | n/a | n/a | n/a | n/a | n/a |") in markdown
 
 
-def _field(config, path: str):
-  """config["a"]["b"]["c"] for path "a.b.c"."""
-  for part in path.split("."):
-    config = config[part]
-  return config
-
-
 def test_study_presets_change_one_field_each():
   from experiments.configs import common, sprites, study
   base = study.get_config("baseline")
@@ -254,10 +247,10 @@ def test_study_presets_change_one_field_each():
     c = study.get_config(name)
     assert c.preset == name
     for path, value in changes.items():
-      parent, _, field = path.rpartition(".")
-      assert _field(c, path) == value, (name, path)
-      if field in _field(base, parent):
-        assert _field(base, path) != value, (name, path)
+      parent, _, field = path.rpartition(".")     # ConfigDict reads dotted paths itself
+      assert c[path] == value, (name, path)
+      if field in base[parent]:
+        assert base[path] != value, (name, path)
     if name != "combined":
       assert len(changes) <= 2 and (changes or name == "baseline")
   with pytest.raises(ConfigError, match="unknown study preset"):
