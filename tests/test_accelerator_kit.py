@@ -61,6 +61,7 @@ def test_accelerator_kit_dry_run_goes_through_every_stage(tmp_path):
     assert r["time_loop"] == "scan" and r["flops_per_step"] > 0 and r["step_s"] > 0, r
     np.testing.assert_allclose(r["mfu"], r["flops_per_step"] / r["step_s"] / r["peak_flops"])
   cpu = stages["timings"]["host_cpu"]
+  assert "error" not in cpu, cpu
   assert cpu["time_loop"] == "windows" and cpu["step_s"] > 0, cpu
   assert set(stages["timings"]["speedup_vs_host_cpu"]) == {"float32", "bfloat16"}
 
