@@ -18,7 +18,7 @@ Every loader module is imported only when named, and provides
 `build_source(data_config, split)`.
 """
 import importlib
-from typing import Optional
+from typing import Any, Dict, Optional
 
 from datasets import base
 from datasets import pipeline
@@ -48,12 +48,34 @@ def build_source(data_config, split: str) -> base.EpisodeSource:
 def get_iterator(data_config, split: str, batch_size: int, *, seed: int,
                  start_step: int = 0, shuffle: Optional[bool] = None,
                  process_index: int = 0, process_count: int = 1,
-                 prefetch: int = 2) -> pipeline.BatchIterator:
-  """Batches of `split`; shuffle defaults to True for train, False for eval."""
-  source = build_source(data_config, split)
+                 prefetch: int = 2, source: Optional[base.EpisodeSource] = None
+                 ) -> pipeline.BatchIterator:
+  """Batches of `split`; shuffle defaults to True for train, False for eval. `source`: the
+  split's source if already built (else built here)."""
+  source = build_source(data_config, split) if source is None else source
   return pipeline.BatchIterator(
       source, batch_size, seed=seed, start_step=start_step,
       shuffle=(split == "train") if shuffle is None else shuffle,
       process_index=process_index, process_count=process_count,
       num_frames=data_config.get("num_frames"),
       image_size=data_config.get("image_size"), prefetch=prefetch)
+
+
+def first_sequences(data_config, split: str, num: int, *, seed: int = 0,
+                    require_segmentations: bool = False, what: str = "") -> Dict[str, Any]:
+  """One batch of the first min(num, available) sequences of `split`, in order (analyses that
+  read a fixed set of episodes). require_segmentations: raise DataError, naming `what` (the
+  caller), if the split has no ground-truth segmentations."""
+  source = build_source(data_config, split)
+  if num > len(source):
+    print(f"{what or 'data'}: the {split} split has {len(source)} sequences, using all of them")
+  it = get_iterator(data_config, split, min(num, len(source)), seed=seed, shuffle=False,
+                    prefetch=0, source=source)
+  try:
+    batch = next(it)
+  finally:
+    it.close()
+  if require_segmentations and batch.get("segmentations") is None:
+    raise base.DataError(f"{what or 'data'}: the {split} split of {data_config.get('name')!r} "
+                         "has no ground-truth segmentations")
+  return batch

@@ -1,7 +1,7 @@
 r"""Can the decoder draw the sprites' shapes? Mask capacity of the spatial-broadcast decoder.
 
   python -m experiments.decoder_capacity [--config=experiments/configs/sprites.py]
-      [--channels=32x32x32,64x64x64x64] [--steps=3000] [--output=FILE]
+      [--channels=32x32x32,64x64x64x64] [--bases=linear] [--steps=3000] [--output=FILE]
 
 The masks of the trained sprites model are round blobs whatever the sprite's shape (README,
 Results). This asks whether the decoder (`parts_jax.decoder`, as configured) can draw the shapes
@@ -22,6 +22,7 @@ An upper bound of the decoder's capacity, not what the ELBO makes it learn: if a
 reach a high fg_ari here, training the whole model longer will not make its masks draw shapes.
 Prints one JSON object (and writes it to --output).
 """
+import itertools
 import json
 import time
 from typing import Any, Dict, Sequence, Tuple
@@ -34,8 +35,10 @@ from ml_collections import config_flags
 import numpy as np
 import optax
 
+from benchmarks import common
 from datasets import registry
 from experiments import setup_lib
+from parts_jax import config as config_lib
 from parts_jax import decoder as decoder_lib
 from parts_jax import metrics
 
@@ -77,20 +80,22 @@ def mean_fg_ari(seg: np.ndarray, pred: np.ndarray, num_true: int) -> float:
 
 
 def make_autoencoder(image_size: Tuple[int, int], slot_dim: int, channels: Sequence[int],
-                     kernel_size: int):
-  """masks [N, H, W] -> mask logits [N, H, W] (MLP encoder, the model's decoder)."""
+                     kernel_size: int, basis: str = "linear"):
+  """masks [N, H, W] -> mask logits [N, H, W] (MLP encoder, the model's decoder with the
+  spatial basis `basis`)."""
   def forward(masks):
     z = hk.nets.MLP((256, 256, slot_dim), name="encoder")(masks.reshape(masks.shape[0], -1))
-    _, logits = decoder_lib.SoftSpatialBroadcastDecoder(image_size, channels, kernel_size)(
-        z[:, None])
+    _, logits = decoder_lib.SoftSpatialBroadcastDecoder(image_size, channels, kernel_size,
+                                                        basis=basis)(z[:, None])
     return logits[:, 0]
   return hk.without_apply_rng(hk.transform(forward))
 
 
 def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
-        kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int):
+        kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int,
+        basis: str = "linear"):
   """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss)."""
-  net = make_autoencoder(image_size, slot_dim, channels, kernel_size)
+  net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis)
   params = net.init(jax.random.PRNGKey(seed), jnp.asarray(train[:2]))
   opt = optax.adam(learning_rate)
   opt_state = opt.init(params)
@@ -132,15 +137,13 @@ def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, floa
 
 def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequences: int,
         eval_sequences: int, batch_size: int = 64, learning_rate: float = 1e-3,
-        seed: int = 0) -> Dict[str, Any]:
-  """The experiment of the module docstring for each decoder width in channels_list."""
+        seed: int = 0, bases: Sequence[str] = ("linear",)) -> Dict[str, Any]:
+  """The experiment of the module docstring for each decoder width in channels_list and each
+  spatial basis in bases."""
   def segmentations(split, n):
-    it = registry.get_iterator(config.data, split, n, seed=seed, shuffle=False, prefetch=0)
-    batch = next(it)
-    it.close()
-    if batch.get("segmentations") is None:
-      raise ValueError(f"the {split} split of {config.data.name!r} has no segmentations")
-    return np.asarray(batch["segmentations"])
+    return np.asarray(registry.first_sequences(
+        config.data, split, n, seed=seed, require_segmentations=True,
+        what="decoder_capacity")["segmentations"])
   train = object_masks(segmentations("train", train_sequences))
   seg = segmentations("eval", eval_sequences)[:, -1]                          # [N, H, W]
   num_true = int(seg.max()) + 1
@@ -153,13 +156,14 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
       nearest_centroid_fg_ari=mean_fg_ari(
           seg, np.stack([disc_segmentation(s, np.inf) for s in seg]), num_true),
       decoders=[])
-  for channels in channels_list:
+  for channels, basis in itertools.product(channels_list, bases):
     t0 = time.time()
     net, params, loss = fit(train, tuple(model.image_size), model.slot_dim, channels,
-                            model.decoder.kernel_size, steps, batch_size, learning_rate, seed)
+                            model.decoder.kernel_size, steps, batch_size, learning_rate, seed,
+                            basis)
     pred, iou = decoded_segmentation(net, params, seg)
     result["decoders"].append(dict(
-        channels=list(channels), final_train_loss=loss, fg_ari=mean_fg_ari(seg, pred, num_true),
+        channels=list(channels), basis=basis, final_train_loss=loss, fg_ari=mean_fg_ari(seg, pred, num_true),
         iou=iou, seconds=round(time.time() - t0, 1)))
     print(json.dumps(result["decoders"][-1]), flush=True)
   return result
@@ -179,8 +183,12 @@ def parse_channels(spec: str) -> Tuple[int, ...]:
 
 def main(argv):
   del argv
+  bad = set(FLAGS.bases) - set(config_lib.DECODER_BASES)
+  if bad:
+    raise app.UsageError(f"--bases must be among {config_lib.DECODER_BASES}, got {sorted(bad)}")
   result = run(FLAGS.config, [parse_channels(s) for s in FLAGS.channels], FLAGS.steps,
-               FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed)
+               FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed, bases=FLAGS.bases)
+  result["processor"] = common.processor_name()
   text = json.dumps(result, indent=1)
   print(text)
   if FLAGS.output:
@@ -192,6 +200,8 @@ if __name__ == "__main__":
   config_flags.DEFINE_config_file("config", "experiments/configs/sprites.py", "Data + model config.")
   flags.DEFINE_list("channels", ["32x32x32", "64x64x64x64"],
                     "Decoder hidden widths to compare ('x'-joined; the config's is 32x32x32).")
+  flags.DEFINE_list("bases", ["linear"], "Decoder spatial bases to compare (model.decoder.basis; "
+                    "the config's is linear); every width is run with every basis.")
   flags.DEFINE_integer("steps", 3000, "Training steps per decoder.")
   flags.DEFINE_integer("train_sequences", 512, "Train sequences whose objects are the data.")
   flags.DEFINE_integer("eval_sequences", 256, "Eval sequences (last frame) scored.")

@@ -74,15 +74,8 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) 
 def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
   config = setup_lib.config_for_workdir(workdir)
-  available = len(registry.build_source(config.data, "eval"))
-  if num_sequences > available:
-    print(f"position_probe: the eval split has {available} sequences, using all of them")
-  it = registry.get_iterator(config.data, "eval", min(num_sequences, available),
-                             seed=config.eval.seed, shuffle=False, prefetch=0)
-  batch = next(it)
-  it.close()
-  if batch.get("segmentations") is None:
-    raise ValueError(f"{workdir}: the eval data has no ground-truth segmentations to probe")
+  batch = registry.first_sequences(config.data, "eval", num_sequences, seed=config.eval.seed,
+                                   require_segmentations=True, what=f"position_probe {workdir}")
   model, params, step = setup_lib.restore_model(config, workdir, batch)
   out = lowering.compile_forward(model, model.apply)(params, jax.random.PRNGKey(config.eval.seed),
                                                      batch)

@@ -9,6 +9,7 @@ import ml_collections
 PREDICTOR_KINDS = ("transformer_lstm", "lstm")
 TIME_LOOPS = ("auto", "scan", "unroll", "windows")
 CONV_IMPLS = ("auto", "xla", "im2col")
+DECODER_BASES = ("linear", "mlp", "relative")   # spatial bases of parts_jax/decoder.py
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -40,7 +41,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
   # Sizes.
-  c.decoder = ml_collections.ConfigDict(dict(channels=(32, 32, 32), kernel_size=3))
+  # basis: "linear" (paper, 3.1), "mlp" or "relative" (slot-centric); see parts_jax/decoder.py.
+  c.decoder = ml_collections.ConfigDict(dict(channels=(32, 32, 32), kernel_size=3,
+                                             basis="linear", basis_hidden=64))
   c.encoder = ml_collections.ConfigDict(
       dict(channels=(32, 32), kernel_size=3, coord_channels=True))
   c.attention = ml_collections.ConfigDict(dict(qk_dim=32, value_dim=32))
@@ -116,6 +119,10 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     if not values or any((not isinstance(v, int)) or v <= 0 for v in values):
       raise ConfigError(f"config.model.{name} must be a non-empty tuple of positive ints, "
                         f"got {values!r}")
+  if c.decoder.basis not in DECODER_BASES:
+    raise ConfigError(f"config.model.decoder.basis must be one of {DECODER_BASES}, "
+                      f"got {c.decoder.basis!r}")
+  check_positive_int("model.decoder.basis_hidden", c.decoder.basis_hidden)
   if c.predictor.model_size % c.predictor.num_heads:
     raise ConfigError("config.model.predictor.model_size must be divisible by num_heads, got "
                       f"{c.predictor.model_size} and {c.predictor.num_heads}")

@@ -66,7 +66,8 @@ class PARTS:
   def _template(self):
     cfg = self.config
     decoder = SoftSpatialBroadcastDecoder(cfg.image_size, cfg.decoder.channels,
-                                          cfg.decoder.kernel_size, self.conv_impl)
+                                          cfg.decoder.kernel_size, self.conv_impl,
+                                          cfg.decoder.basis, cfg.decoder.basis_hidden)
     refiner = make_refiner(cfg, self.conv_impl)
     p = cfg.predictor
     predictor = Predictor(p.kind, p.model_size, p.num_layers, p.num_heads, p.mlp_size,

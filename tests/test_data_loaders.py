@@ -116,6 +116,32 @@ def test_npz_without_actions_or_segmentations(tmp_path):
   np.testing.assert_array_equal(episode["video"], video)
 
 
+def test_first_sequences_are_the_split_in_order(tmp_path, capsys):
+  """registry.first_sequences: episodes 0..n-1 of the source, all of them (with a message) when
+  n exceeds the split, and a DataError naming the caller when segmentations are required and
+  absent."""
+  from datasets import registry
+  rng = np.random.default_rng(3)
+  os.makedirs(tmp_path / "with" / "eval")
+  for i in range(3):
+    np.savez(tmp_path / "with" / "eval" / f"ep_{i}.npz", **_episode(rng))
+  config = _config(name="npz", data_dir=str(tmp_path / "with"))
+  source = npz_episodes.build_source(config, "eval")
+  batch = registry.first_sequences(config, "eval", 2, require_segmentations=True)
+  for i in range(2):
+    np.testing.assert_allclose(batch["video"][i], source[i]["video"] / 255.0, atol=1e-6)
+    np.testing.assert_array_equal(batch["segmentations"][i], source[i]["segmentations"])
+  assert len(registry.first_sequences(config, "eval", 5, what="probe")["video"]) == 3
+  assert "probe: the eval split has 3 sequences, using all of them" in capsys.readouterr().out
+  os.makedirs(tmp_path / "without" / "eval")
+  np.savez(tmp_path / "without" / "eval" / "x.npz", video=rng.integers(0, 256, (3, 8, 8, 3),
+                                                                        dtype=np.uint8))
+  bare = _config(name="npz", data_dir=str(tmp_path / "without"))
+  assert registry.first_sequences(bare, "eval", 1).get("segmentations") is None
+  with pytest.raises(base.DataError, match="probe: the eval split of 'npz' has no ground-truth"):
+    registry.first_sequences(bare, "eval", 1, require_segmentations=True, what="probe")
+
+
 def test_npz_missing_folder_explains_playroom(tmp_path):
   with pytest.raises(base.DataError) as error:
     npz_episodes.build_source(_config(data_dir=str(tmp_path / "nowhere")),

@@ -142,6 +142,8 @@ VARIANTS = {
     "no_tbptt": dict(tbptt=0),
     "xla_conv": dict(conv_impl="xla"),
     "study_switches": dict(refine_lambda_input=True, query_layernorm=True, action_scale=0.5),
+    "mlp_basis": {"decoder.basis": "mlp"},
+    "relative_basis": {"decoder.basis": "relative", "decoder.basis_hidden": 8},
 }
 
 
@@ -222,7 +224,8 @@ def test_refine_all_ignores_burn_in():
 
 @pytest.mark.parametrize("field,value", [
     ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
-    ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0)])
+    ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
+    ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0)])
 def test_bad_config_raises_one_line_error(field, value):
   with pytest.raises(ConfigError, match=field.split(".")[-1]) as e:
     build_model(tiny_model_config(**{field: value}))
@@ -330,6 +333,67 @@ def test_action_scale_equals_scaled_actions():
     np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6, err_msg=key)
   c = model.apply(params, jax.random.PRNGKey(1), batch)
   assert np.abs(np.asarray(c["posterior"]) - np.asarray(a["posterior"])).max() > 1e-4
+
+
+def _decoder(basis, image_size=(12, 12)):
+  import haiku as hk
+  from parts_jax.decoder import SoftSpatialBroadcastDecoder
+  return hk.without_apply_rng(hk.transform(lambda z: SoftSpatialBroadcastDecoder(
+      image_size, (6, 6), 3, basis=basis, basis_hidden=8)(z)))
+
+
+def test_linear_basis_is_the_papers_linear_projection_of_the_grid():
+  """basis "linear" (the default): parameter names as before the bases existed (checkpoints),
+  and its output is the conv stack applied to z + W [y, x] + b, computed here by hand."""
+  f = _decoder("linear")
+  z = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 5))
+  params = _perturbed(f.init(jax.random.PRNGKey(1), z))
+  assert set(params) == {"decoder/spatial_basis", "decoder/cnn/conv_0", "decoder/cnn/conv_1",
+                         "decoder/cnn/conv_2"}
+  mlp = _decoder("mlp")
+  with_mlp = dict(params, **{k: v for k, v in mlp.init(jax.random.PRNGKey(1), z).items()
+                             if k.startswith("decoder/spatial_basis/")})
+  del with_mlp["decoder/spatial_basis"]
+  grid = layers.coordinate_grid(12, 12)
+  lin = params["decoder/spatial_basis"]
+  # An MLP basis whose hidden layer is the identity on the grid (ReLU of [y, x] and [-y, -x])
+  # and whose output layer is W, -W gives the same basis W [y, x] + b.
+  w1 = np.zeros((2, 8), np.float32)
+  w1[0, 0] = w1[1, 1] = 1.0
+  w1[0, 2] = w1[1, 3] = -1.0
+  w2 = np.zeros((8, 5), np.float32)
+  w2[:2], w2[2:4] = lin["w"], -lin["w"]
+  with_mlp["decoder/spatial_basis/~/linear_0"] = dict(w=w1, b=np.zeros(8, np.float32))
+  with_mlp["decoder/spatial_basis/~/linear_1"] = dict(w=w2, b=lin["b"])
+  np.testing.assert_allclose(np.asarray(grid @ lin["w"] + lin["b"]),
+                             np.maximum(grid @ w1, 0) @ w2 + lin["b"], atol=1e-6)
+  for a, b in zip(f.apply(params, z), mlp.apply(with_mlp, z)):
+    np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_relative_basis_moves_the_drawing_with_the_slot_position():
+  """basis "relative": moving p_k by one pixel (the position head's bias) shifts the decoded
+  means and mask logits by exactly one pixel, away from the border (zero padding there); the
+  absolute "mlp" basis has no such symmetry."""
+  z = jax.random.normal(jax.random.PRNGKey(0), (1, 2, 5))
+  f = _decoder("relative")
+  params = _perturbed(f.init(jax.random.PRNGKey(1), z))
+  step = 2.0 / 11                        # one pixel of the [-1, 1] grid of 12 pixels
+  moved = dict(params, **{"decoder/position": dict(
+      params["decoder/position"], b=params["decoder/position"]["b"] + np.array([step, -step]))})
+  (m0, l0), (m1, l1) = f.apply(params, z), f.apply(moved, z)
+  r = 3                                  # the receptive field of three 3x3 convs
+  # moved by +1 row and -1 column: out1[y, x] = out0[y - 1, x + 1]
+  np.testing.assert_allclose(l1[:, :, r + 1:-r, r:-r - 1], l0[:, :, r:-r - 1, r + 1:-r],
+                             rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(m1[:, :, r + 1:-r, r:-r - 1], m0[:, :, r:-r - 1, r + 1:-r],
+                             rtol=1e-4, atol=1e-4)
+  assert np.abs(np.asarray(l1 - l0)).max() > 1e-2          # it did move
+  g = _decoder("mlp")
+  gp = _perturbed(g.init(jax.random.PRNGKey(1), z))
+  shifted = g.apply(gp, z)[1]
+  assert not np.allclose(shifted[:, :, r + 1:-r, r:-r - 1], shifted[:, :, r:-r - 1, r + 1:-r],
+                         atol=1e-3)
 
 
 def test_refine_lambda_input_widens_the_refinement_mlp_by_2d():

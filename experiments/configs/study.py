@@ -12,8 +12,8 @@ That is 24 runs: about 13 h on the project's 2-core CPU (0.5 steps/s per run, N 
 so on a CPU run a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
 command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets
 the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
-std over seeds. `wide_decoder` is measured against `refine_2` (the sprites default since
-docs/study.md run 5): `--sweep="presets=refine_2,wide_decoder;seeds=0,1"`.
+std over seeds. `wide_decoder` and `relative_decoder` are measured against `refine_2` (the sprites
+default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`.
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -43,6 +43,9 @@ PRESETS = {
     # wide and one layer deeper (default channels (32, 32, 32); docs/study.md run 5: the default
     # decoder draws round masks).
     "wide_decoder": {"model.num_refine_steps": 2, "model.decoder.channels": (64, 64, 64, 64)},
+    # Against `refine_2` too: the slot-centric spatial basis (model.decoder.basis, paper default
+    # "linear"; parts_jax/decoder.py): each slot draws in its own frame, moved by p_k.
+    "relative_decoder": {"model.num_refine_steps": 2, "model.decoder.basis": "relative"},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
