@@ -1,7 +1,8 @@
 r"""Can the decoder draw the sprites' shapes? Mask capacity of the spatial-broadcast decoder.
 
   python -m experiments.decoder_capacity [--config=experiments/configs/sprites.py]
-      [--channels=32x32x32,64x64x64x64] [--bases=linear] [--steps=3000] [--output=FILE]
+      [--channels=32x32x32,64x64x64x64] [--bases=linear] [--steps=3000] [--curve_every=0]
+      [--output=FILE]
 
 The masks of the trained sprites model are round blobs whatever the sprite's shape (README,
 Results). This asks whether the decoder (`parts_jax.decoder`, as configured) can draw the shapes
@@ -25,7 +26,7 @@ Prints one JSON object (and writes it to --output).
 import itertools
 import json
 import time
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from absl import app, flags
 import haiku as hk
@@ -93,8 +94,11 @@ def make_autoencoder(image_size: Tuple[int, int], slot_dim: int, channels: Seque
 
 def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
         kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int,
-        basis: str = "linear"):
-  """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss)."""
+        basis: str = "linear", every: int = 0,
+        on_every: Optional[Callable[[int, Any, Any, float], None]] = None):
+  """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss).
+  every > 0: calls on_every(step, net, params, mean training loss since the last call) after
+  every `every` steps but the last."""
   net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis)
   params = net.init(jax.random.PRNGKey(seed), jnp.asarray(train[:2]))
   opt = optax.adam(learning_rate)
@@ -109,10 +113,15 @@ def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
     return optax.apply_updates(params, updates), opt_state, loss
 
   rng = np.random.default_rng(seed)
-  loss = np.nan
-  for _ in range(steps):
+  loss, losses = np.nan, []
+  for step in range(1, steps + 1):
     params, opt_state, loss = update(params, opt_state,
                                      jnp.asarray(train[rng.integers(0, len(train), batch_size)]))
+    if every > 0 and on_every is not None:
+      losses.append(loss)
+      if step % every == 0 and step < steps:
+        on_every(step, net, params, float(np.mean(losses)))
+        losses = []
   return net, params, float(loss)
 
 
@@ -137,9 +146,10 @@ def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, floa
 
 def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequences: int,
         eval_sequences: int, batch_size: int = 64, learning_rate: float = 1e-3,
-        seed: int = 0, bases: Sequence[str] = ("linear",)) -> Dict[str, Any]:
+        seed: int = 0, bases: Sequence[str] = ("linear",), curve_every: int = 0
+        ) -> Dict[str, Any]:
   """The experiment of the module docstring for each decoder width in channels_list and each
-  spatial basis in bases."""
+  spatial basis in bases; curve_every > 0 also scores every curve_every steps (`curve`)."""
   def segmentations(split, n):
     return np.asarray(registry.first_sequences(
         config.data, split, n, seed=seed, require_segmentations=True,
@@ -157,14 +167,22 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
           seg, np.stack([disc_segmentation(s, np.inf) for s in seg]), num_true),
       decoders=[])
   for channels, basis in itertools.product(channels_list, bases):
-    t0 = time.time()
+    t0, curve = time.time(), []
+
+    def score(step, net, params, mean_loss):
+      pred, iou = decoded_segmentation(net, params, seg)
+      curve.append(dict(step=step, train_loss=mean_loss, fg_ari=mean_fg_ari(seg, pred, num_true),
+                        iou=iou, seconds=round(time.time() - t0, 1)))
+      print(json.dumps(dict(channels=list(channels), basis=basis, **curve[-1])), flush=True)
     net, params, loss = fit(train, tuple(model.image_size), model.slot_dim, channels,
                             model.decoder.kernel_size, steps, batch_size, learning_rate, seed,
-                            basis)
+                            basis, curve_every, score)
     pred, iou = decoded_segmentation(net, params, seg)
     result["decoders"].append(dict(
-        channels=list(channels), basis=basis, final_train_loss=loss, fg_ari=mean_fg_ari(seg, pred, num_true),
-        iou=iou, seconds=round(time.time() - t0, 1)))
+        channels=list(channels), basis=basis, final_train_loss=loss,
+        fg_ari=mean_fg_ari(seg, pred, num_true), iou=iou, seconds=round(time.time() - t0, 1)))
+    if curve:
+      result["decoders"][-1]["curve"] = curve
     print(json.dumps(result["decoders"][-1]), flush=True)
   return result
 
@@ -187,7 +205,8 @@ def main(argv):
   if bad:
     raise app.UsageError(f"--bases must be among {config_lib.DECODER_BASES}, got {sorted(bad)}")
   result = run(FLAGS.config, [parse_channels(s) for s in FLAGS.channels], FLAGS.steps,
-               FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed, bases=FLAGS.bases)
+               FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed, bases=FLAGS.bases,
+               curve_every=FLAGS.curve_every)
   result["processor"] = common.processor_name()
   text = json.dumps(result, indent=1)
   print(text)
@@ -203,6 +222,8 @@ if __name__ == "__main__":
   flags.DEFINE_list("bases", ["linear"], "Decoder spatial bases to compare (model.decoder.basis; "
                     "the config's is linear); every width is run with every basis.")
   flags.DEFINE_integer("steps", 3000, "Training steps per decoder.")
+  flags.DEFINE_integer("curve_every", 0, "> 0: also score every this many steps (a learning "
+                       "curve per decoder, `curve` in the JSON).")
   flags.DEFINE_integer("train_sequences", 512, "Train sequences whose objects are the data.")
   flags.DEFINE_integer("eval_sequences", 256, "Eval sequences (last frame) scored.")
   flags.DEFINE_integer("seed", 0, "Seed of the encoder/decoder init and the batches.")

@@ -48,10 +48,12 @@ def test_tiny_run_reports_each_decoder(tmp_path):
   c.data.update(image_size=12, num_frames=2, num_train=6, num_eval=4, data_dir=str(tmp_path))
   c.model.slot_dim = 4
   result = decoder_capacity.run(c, [(4,), (4, 4)], steps=3, train_sequences=6, eval_sequences=4,
-                                batch_size=8, bases=("linear", "relative"))
+                                batch_size=8, bases=("linear", "relative"), curve_every=2)
   assert result["num_eval_frames"] == 4 and result["num_train_masks"] >= 6 * 2 * 2
   assert 0 < result["disc_oracle_fg_ari"] <= 1 and 0 < result["nearest_centroid_fg_ari"] <= 1
   assert [(d["channels"], d["basis"]) for d in result["decoders"]] == [
       ([4], "linear"), ([4], "relative"), ([4, 4], "linear"), ([4, 4], "relative")]
   for d in result["decoders"]:
+    assert [c["step"] for c in d["curve"]] == [2]           # every 2 steps but the last (3)
+    assert np.isfinite(d["curve"][0]["train_loss"]) and 0 <= d["curve"][0]["iou"] <= 1
     assert np.isfinite(d["final_train_loss"]) and -1 <= d["fg_ari"] <= 1 and 0 <= d["iou"] <= 1
