@@ -15,15 +15,5 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/kit_out}"
 mkdir -p "$OUT"
-PY="${PYTHON:-python3}"
-if ls .whl/*.whl >/dev/null 2>&1; then
-  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl || exit 1
-  export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-else
-  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-fi
-export PYTHONUNBUFFERED=1
-# Several JAX processes share the GPU (the kit, its pytest, train, evaluate): allocate on demand.
-export XLA_PYTHON_CLIENT_PREALLOCATE=false
+source scripts/gpu_env.sh || exit 1
 "$PY" -m benchmarks.accelerator_kit --out="$OUT" "$@" 2>&1 | tee "$OUT/kit.log"

@@ -57,3 +57,5 @@ def test_tiny_run_reports_each_decoder(tmp_path):
     assert [c["step"] for c in d["curve"]] == [2]           # every 2 steps but the last (3)
     assert np.isfinite(d["curve"][0]["train_loss"]) and 0 <= d["curve"][0]["iou"] <= 1
     assert np.isfinite(d["final_train_loss"]) and -1 <= d["fg_ari"] <= 1 and 0 <= d["iou"] <= 1
+    assert -1 <= d["train_fg_ari"] <= 1 and 0 <= d["train_iou"] <= 1
+    assert 0 <= d["curve"][0]["train_iou"] <= 1
