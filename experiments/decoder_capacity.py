@@ -84,11 +84,12 @@ def mean_fg_ari(seg: np.ndarray, pred: np.ndarray, num_true: int) -> float:
 
 
 def make_autoencoder(image_size: Tuple[int, int], slot_dim: int, channels: Sequence[int],
-                     kernel_size: int, basis: str = "linear"):
+                     kernel_size: int, basis: str = "linear", encode: bool = True):
   """masks [N, H, W] -> mask logits [N, H, W] (MLP encoder, the model's decoder with the
-  spatial basis `basis`)."""
-  def forward(masks):
-    z = hk.nets.MLP((256, 256, slot_dim), name="encoder")(masks.reshape(masks.shape[0], -1))
+  spatial basis `basis`); encode=False: no encoder, the inputs are z [N, slot_dim]."""
+  def forward(inputs):
+    z = (hk.nets.MLP((256, 256, slot_dim), name="encoder")(inputs.reshape(inputs.shape[0], -1))
+         if encode else inputs)
     _, logits = decoder_lib.SoftSpatialBroadcastDecoder(image_size, channels, kernel_size,
                                                         basis=basis)(z[:, None])
     return logits[:, 0]
@@ -98,19 +99,25 @@ def make_autoencoder(image_size: Tuple[int, int], slot_dim: int, channels: Seque
 def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
         kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int,
         basis: str = "linear", every: int = 0,
-        on_every: Optional[Callable[[int, Any, Any, float], None]] = None):
+        on_every: Optional[Callable[[int, Any, Any, float], None]] = None,
+        targets: Optional[np.ndarray] = None):
   """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss).
   every > 0: calls on_every(step, net, params, mean training loss since the last call) after
-  every `every` steps but the last."""
-  net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis)
+  every `every` steps but the last. targets [N, H, W] given: no encoder, train holds z
+  [N, slot_dim] and the decoder learns z -> targets (experiments.mask_probe)."""
+  net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis,
+                         encode=targets is None)
+  targets = train if targets is None else targets
+  if len(targets) != len(train):
+    raise ValueError(f"{len(train)} inputs but {len(targets)} target masks")
   params = net.init(jax.random.PRNGKey(seed), jnp.asarray(train[:2]))
   opt = optax.adam(learning_rate)
   opt_state = opt.init(params)
 
   @jax.jit
-  def update(params, opt_state, masks):
+  def update(params, opt_state, inputs, masks):
     def loss_fn(p):
-      return jnp.mean(optax.sigmoid_binary_cross_entropy(net.apply(p, masks), masks))
+      return jnp.mean(optax.sigmoid_binary_cross_entropy(net.apply(p, inputs), masks))
     loss, grads = jax.value_and_grad(loss_fn)(params)
     updates, opt_state = opt.update(grads, opt_state)
     return optax.apply_updates(params, updates), opt_state, loss
@@ -118,8 +125,9 @@ def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
   rng = np.random.default_rng(seed)
   loss, losses = np.nan, []
   for step in range(1, steps + 1):
-    params, opt_state, loss = update(params, opt_state,
-                                     jnp.asarray(train[rng.integers(0, len(train), batch_size)]))
+    idx = rng.integers(0, len(train), batch_size)
+    params, opt_state, loss = update(params, opt_state, jnp.asarray(train[idx]),
+                                     jnp.asarray(targets[idx]))
     if every > 0 and on_every is not None:
       losses.append(loss)
       if step % every == 0 and step < steps:

@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from experiments import checkpointing
 from parts_jax import PARTS, build_model
 from parts_jax.config import ConfigError, check_positive_int, validate_model_config
+from parts_jax import config as model_config_lib
 
 DATA_AXIS = "data"
 
@@ -186,13 +187,17 @@ def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict]
   """The config of a trained run, for evaluation and figures.
 
   WORKDIR/config.json (what the run was trained with) if it exists, with the fields it lacks
-  (added to the code after it was trained) taken from `config`; else `config`. Then the
-  flat `overrides` ({"eval.num_slots": 3, ...}, e.g. the --config.x=y flags) are applied.
+  (added to the code after it was trained) taken from `config`, and model fields still missing
+  from the model's defaults (parts_jax.config: new model options default to the behaviour
+  older runs were trained with); else `config`. Then the flat `overrides`
+  ({"eval.num_slots": 3, ...}, e.g. the --config.x=y flags) are applied.
   """
   if os.path.exists(os.path.join(workdir, "config.json")):
     loaded = load_config(workdir)
     if config is not None:          # Fields added to the code after the run was trained.
       _fill_missing(loaded, config)
+    if isinstance(loaded.get("model"), ml_collections.ConfigDict):
+      _fill_missing(loaded.model, model_config_lib.get_model_config())
     config = loaded
   elif config is None:
     raise FileNotFoundError(f"{workdir}/config.json not found and no --config given: pass the "

@@ -239,6 +239,19 @@ def test_old_workdir_config_gets_new_fields(run, tmp_path):
     setup_lib.config_for_workdir(workdir, None, {"eval.static_steps": 3})
 
 
+def test_config_for_workdir_fills_new_model_fields_without_a_config(tmp_path, run):
+  """A run trained before a model option existed (its config.json lacks it) loads with the
+  option's default even without a --config (position_probe, mask_probe pass none)."""
+  workdir = str(tmp_path / "old_model")
+  os.makedirs(workdir)
+  old = setup_lib.load_config(run["workdir"])
+  del old.model.decoder["basis"], old.model.decoder["basis_hidden"]
+  setup_lib.save_config(old, workdir)
+  config = setup_lib.config_for_workdir(workdir)
+  assert config.model.decoder.basis == "linear" and config.model.decoder.basis_hidden == 64
+  assert tuple(config.model.decoder.channels) == (8,)      # The run's own values are kept.
+
+
 def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
   """The three diagnostic FG-ARIs against an independent computation: responsibilities by hand
   in float64 NumPy (m_k N(x; C_k, sigma_x^2), normalised over k), the refined masks decoded from
