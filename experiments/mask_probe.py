@@ -45,7 +45,7 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 6
   """Runs the latest checkpoint of `workdir` on the first num_sequences of `split`.
 
   Returns (mu [B, T, K, D] refined posterior means, responsibilities [B, T, K, H, W],
-  segmentations [B, T, H, W], step, config), in chunks of `chunk` sequences (one compile)."""
+  segmentations [B, T, H, W], step, config), in chunks of `chunk` sequences."""
   config = setup_lib.config_for_workdir(workdir)
   batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
                                    require_segmentations=True, what=f"mask_probe {workdir}")
@@ -56,16 +56,13 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 6
   forward = lowering.compile_forward(model, model.apply)
   maps_fn = jax.jit(model.segmentation_maps)
   mus, resps = [], []
-  for start in range(0, n - n % chunk, chunk):
+  for start in range(0, n, chunk):                  # a shorter last chunk compiles once more
     part = {k: v[start:start + chunk] for k, v in batch.items() if v is not None}
     out = forward(params, jax.random.PRNGKey(config.eval.seed), part)
     mus.append(np.asarray(out["posterior"])[..., :config.model.slot_dim])
     resps.append(np.asarray(maps_fn(params, part["video"], out)["responsibilities"]))
-  used = sum(len(m) for m in mus)
-  if used < n:
-    print(f"mask_probe: {n - used} of {n} {split} sequences left out (chunks of {chunk})")
-  return (np.concatenate(mus), np.concatenate(resps),
-          np.asarray(batch["segmentations"])[:used], step, config)
+  return (np.concatenate(mus), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
+          config)
 
 
 def owned(mu: np.ndarray, resp: np.ndarray, seg: np.ndarray
@@ -98,11 +95,11 @@ def probe_segmentation(net, params, mu: np.ndarray, seg: np.ndarray,
 
 def run(workdir: str, train_sequences: int, eval_sequences: int, steps: int,
         curve_every: int = 0, batch_size: int = 64, learning_rate: float = 1e-3,
-        seed: int = 0) -> Dict[str, Any]:
-  """The experiment of the module docstring."""
+        seed: int = 0, chunk: int = 64) -> Dict[str, Any]:
+  """The experiment of the module docstring (the model runs on `chunk` sequences at a time)."""
   t0 = time.time()
-  mu_tr, resp_tr, seg_tr, step, config = slots_and_masks(workdir, "train", train_sequences)
-  mu_ev, resp_ev, seg_ev, _, _ = slots_and_masks(workdir, "eval", eval_sequences)
+  mu_tr, resp_tr, seg_tr, step, config = slots_and_masks(workdir, "train", train_sequences, chunk)
+  mu_ev, resp_ev, seg_ev, _, _ = slots_and_masks(workdir, "eval", eval_sequences, chunk)
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   z, masks, _ = owned(flat(mu_tr), flat(resp_tr), flat(seg_tr))
   # Scored frames: the last frame of each eval sequence, and of as many train sequences:

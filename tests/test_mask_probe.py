@@ -55,8 +55,9 @@ def test_probe_of_a_workdir(tmp_path):
   config = tiny_config(str(tmp_path / "data"))
   workdir = str(tmp_path / "run")
   make_workdir(workdir, config)
+  # chunk 4: the 6 eval sequences run as 4 + 2 (none left out).
   result = mask_probe.run(workdir, train_sequences=4, eval_sequences=NUM_EVAL, steps=3,
-                          curve_every=2, batch_size=8)
+                          curve_every=2, batch_size=8, chunk=4)
   source = registry.build_source(config.data, "train")
   expected = sum(len(np.setdiff1d(np.unique(source[i]["segmentations"][t]), [0]))
                  for i in range(4) for t in range(T))

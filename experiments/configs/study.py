@@ -13,7 +13,8 @@ so on a CPU run a few presets at a time, as docs/study.md's runs 1-4 do (each wi
 command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets
 the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
 std over seeds. `wide_decoder` and `relative_decoder` are measured against `refine_2` (the sprites
-default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`.
+default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`;
+so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -46,6 +47,12 @@ PRESETS = {
     # Against `refine_2` too: the slot-centric spatial basis (model.decoder.basis, paper default
     # "linear"; parts_jax/decoder.py): each slot draws in its own frame, moved by p_k.
     "relative_decoder": {"model.num_refine_steps": 2, "model.decoder.basis": "relative"},
+    # Against `refine_2` too: what the inference writes into the slots (docs/study.md run 7: the
+    # slots hold where each sprite is, not its outline; read out with experiments.mask_probe).
+    # Defaults: model.beta 0.5, model.slot_dim 16, model.sigma_x 0.1 (chosen; the paper gives none).
+    "beta_0.1": {"model.num_refine_steps": 2, "model.beta": 0.1},
+    "slot_dim_32": {"model.num_refine_steps": 2, "model.slot_dim": 32},
+    "sigma_x_0.05_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.05},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
