@@ -4,11 +4,13 @@
 # with the wheels of scripts/fetch_wheels.sh in .whl/ and an output folder in $OUT:
 #
 #   [STEPS=40000] [CURVE_EVERY=2500] [TIMEOUT_S=420] [SEEDS="0 1"] [VARIANTS="default wide"] \
-#     [EXTRA_FLAGS="--train_sequences=4096"] bash scripts/gpu_decoder_check.sh
+#     [EXTRA_FLAGS="--train_sequences=512"] bash scripts/gpu_decoder_check.sh
 #
 # Writes OUT/decoder/VARIANT_seedS.log (one JSON line per curve point, so a run stopped by the
 # timeout keeps its curve so far) and OUT/decoder/VARIANT_seedS.json (the whole result, for
-# runs that finish), and packs them into OUT/decoder.tar.gz (the device tool returns few files). Variants (the flags they add to experiments.decoder_capacity):
+# runs that finish), and packs them into OUT/decoder.tar.gz (the device tool returns only a few
+# files per call). EXTRA_FLAGS go to every process. Variants (the flags they add to
+# experiments.decoder_capacity):
 #   default  32 x 32 x 32 hidden channels, 3 x 3 kernels, D = 16, linear basis (the model's)
 #   wide     64 x 64 x 64 x 64                  (the study preset wide_decoder's)
 #   k5       32 x 32 x 32, 5 x 5 kernels
