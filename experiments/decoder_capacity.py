@@ -136,6 +136,18 @@ def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
   return net, params, float(loss)
 
 
+def segment_by_logits(frame: np.ndarray, ids: Sequence[int], logits: np.ndarray
+                      ) -> Tuple[np.ndarray, np.ndarray]:
+  """One frame [H, W], its object ids [J] and a mask logit image per object [J, H, W] ->
+  (ids [H, W]: per pixel the argmax over a background logit 0 and each object's logit (ties:
+  the first), IoU [J] of (logit > 0) with each object's pixels)."""
+  scores = np.concatenate([np.zeros((1,) + frame.shape), logits])
+  pred = np.asarray([0] + list(ids))[np.argmax(scores, axis=0)]
+  drawn, masks = logits > 0, np.stack([frame == i for i in ids])
+  inter = np.sum(drawn & masks, axis=(1, 2))
+  return pred, inter / np.maximum(np.sum(drawn | masks, axis=(1, 2)), 1)
+
+
 def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, float]:
   """Frames seg [N, H, W] -> (ids [N, H, W]: argmax over background logit 0 and each object's
   decoded logit, mean IoU of the decoded masks)."""
@@ -147,11 +159,8 @@ def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, floa
       continue
     masks = np.stack([frame == i for i in ids]).astype(np.float32)
     logits = np.asarray(apply(params, jnp.asarray(masks)))                   # [J, H, W]
-    scores = np.concatenate([np.zeros((1,) + frame.shape), logits])
-    pred[n] = np.asarray([0] + ids)[np.argmax(scores, axis=0)]
-    inter = np.sum((logits > 0) & (masks > 0), axis=(1, 2))
-    union = np.sum((logits > 0) | (masks > 0), axis=(1, 2))
-    ious.extend(inter / np.maximum(union, 1))
+    pred[n], frame_ious = segment_by_logits(frame, ids, logits)
+    ious.extend(frame_ious)
   return pred, float(np.mean(ious))
 
 

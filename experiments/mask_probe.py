@@ -33,36 +33,9 @@ from absl import app, flags
 import jax
 import numpy as np
 
-from datasets import registry
 from experiments import decoder_capacity, position_probe, setup_lib
-from parts_jax import lowering
 
 FLAGS = flags.FLAGS
-
-
-def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 64
-                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int, Any]:
-  """Runs the latest checkpoint of `workdir` on the first num_sequences of `split`.
-
-  Returns (mu [B, T, K, D] refined posterior means, responsibilities [B, T, K, H, W],
-  segmentations [B, T, H, W], step, config), in chunks of `chunk` sequences."""
-  config = setup_lib.config_for_workdir(workdir)
-  batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
-                                   require_segmentations=True, what=f"mask_probe {workdir}")
-  n = len(batch["video"])
-  chunk = min(chunk, n)
-  first = {k: v[:chunk] for k, v in batch.items() if v is not None}
-  model, params, step = setup_lib.restore_model(config, workdir, first)
-  forward = lowering.compile_forward(model, model.apply)
-  maps_fn = jax.jit(model.segmentation_maps)
-  mus, resps = [], []
-  for start in range(0, n, chunk):                  # a shorter last chunk compiles once more
-    part = {k: v[start:start + chunk] for k, v in batch.items() if v is not None}
-    out = forward(params, jax.random.PRNGKey(config.eval.seed), part)
-    mus.append(np.asarray(out["posterior"])[..., :config.model.slot_dim])
-    resps.append(np.asarray(maps_fn(params, part["video"], out)["responsibilities"]))
-  return (np.concatenate(mus), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
-          config)
 
 
 def owned(mu: np.ndarray, resp: np.ndarray, seg: np.ndarray
@@ -85,11 +58,9 @@ def probe_segmentation(net, params, mu: np.ndarray, seg: np.ndarray,
     rows = [(i, obj) for i, (g, obj, _) in enumerate(objects) if g == f]
     if not rows:
       continue
-    scores = np.concatenate([np.zeros((1,) + seg[f].shape), logits[[i for i, _ in rows]]])
-    pred[f] = np.asarray([0] + [obj for _, obj in rows])[np.argmax(scores, axis=0)]
-    for i, obj in rows:
-      inter = np.sum((logits[i] > 0) & (seg[f] == obj))
-      ious.append(inter / max(np.sum((logits[i] > 0) | (seg[f] == obj)), 1))
+    pred[f], frame_ious = decoder_capacity.segment_by_logits(
+        seg[f], [obj for _, obj in rows], logits[[i for i, _ in rows]])
+    ious.extend(frame_ious)
   return pred, float(np.mean(ious))
 
 
@@ -98,8 +69,10 @@ def run(workdir: str, train_sequences: int, eval_sequences: int, steps: int,
         seed: int = 0, chunk: int = 64) -> Dict[str, Any]:
   """The experiment of the module docstring (the model runs on `chunk` sequences at a time)."""
   t0 = time.time()
-  mu_tr, resp_tr, seg_tr, step, config = slots_and_masks(workdir, "train", train_sequences, chunk)
-  mu_ev, resp_ev, seg_ev, _, _ = slots_and_masks(workdir, "eval", eval_sequences, chunk)
+  mu_tr, resp_tr, seg_tr, step, config = position_probe.slots_and_masks(
+      workdir, "train", train_sequences, chunk, what="mask_probe")
+  mu_ev, resp_ev, seg_ev, _, _ = position_probe.slots_and_masks(
+      workdir, "eval", eval_sequences, chunk, what="mask_probe")
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   z, masks, _ = owned(flat(mu_tr), flat(resp_tr), flat(seg_tr))
   # Scored frames: the last frame of each eval sequence, and of as many train sequences:

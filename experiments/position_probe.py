@@ -71,18 +71,38 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) 
               num_train=m, num_test=n - m)
 
 
+def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0,
+                    what: str = "position_probe"
+                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int, Any]:
+  """Runs the latest checkpoint of `workdir` on the first num_sequences of `split` (as
+  experiments.evaluate: DIR/config.json, noise key PRNGKey(eval.seed)), `chunk` sequences at a
+  time (0: all at once; a shorter last chunk compiles once more).
+
+  Returns (mu [B, T, K, D] refined posterior means, responsibilities [B, T, K, H, W],
+  segmentations [B, T, H, W], step, config)."""
+  config = setup_lib.config_for_workdir(workdir)
+  batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
+                                   require_segmentations=True, what=f"{what} {workdir}")
+  n = len(batch["video"])
+  chunk = min(chunk, n) if chunk > 0 else n
+  parts = [{k: v[start:start + chunk] for k, v in batch.items() if v is not None}
+           for start in range(0, n, chunk)]
+  model, params, step = setup_lib.restore_model(config, workdir, parts[0])
+  forward = lowering.compile_forward(model, model.apply)
+  mus, resps = [], []
+  for part in parts:
+    out = forward(params, jax.random.PRNGKey(config.eval.seed), part)
+    mus.append(np.asarray(out["posterior"])[..., :config.model.slot_dim])
+    resps.append(np.asarray(model.segmentation_maps(params, part["video"], out)
+                            ["responsibilities"]))
+  return (np.concatenate(mus), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
+          config)
+
+
 def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
-  config = setup_lib.config_for_workdir(workdir)
-  batch = registry.first_sequences(config.data, "eval", num_sequences, seed=config.eval.seed,
-                                   require_segmentations=True, what=f"position_probe {workdir}")
-  model, params, step = setup_lib.restore_model(config, workdir, batch)
-  out = lowering.compile_forward(model, model.apply)(params, jax.random.PRNGKey(config.eval.seed),
-                                                     batch)
-  maps = model.segmentation_maps(params, batch["video"], out)
-  resp = np.asarray(maps["responsibilities"])[:, -1]              # [B, K, H, W]
-  seg = np.asarray(batch["segmentations"])[:, -1]                 # [B, H, W]
-  mu = np.asarray(out["posterior"])[..., :config.model.slot_dim]   # [B, T, K, D]
+  mu, resp, seg, step, _ = slots_and_masks(workdir, "eval", num_sequences)
+  resp, seg = resp[:, -1], seg[:, -1]                             # [B, K, H, W], [B, H, W]
   objects = owned_objects(resp, seg)
   targets = np.stack([centroid(seg[b], obj) for b, obj, _ in objects])
   rows = {name: ridge_probe(np.stack([mu[b, t, k] for b, _, k in objects]), targets)

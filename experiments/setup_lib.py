@@ -14,8 +14,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from experiments import checkpointing
 from parts_jax import PARTS, build_model
-from parts_jax.config import ConfigError, check_positive_int, validate_model_config
-from parts_jax import config as model_config_lib
+from parts_jax.config import (ConfigError, check_positive_int, get_model_config,
+                              validate_model_config)
 
 DATA_AXIS = "data"
 
@@ -197,7 +197,7 @@ def config_for_workdir(workdir: str, config: Optional[ml_collections.ConfigDict]
     if config is not None:          # Fields added to the code after the run was trained.
       _fill_missing(loaded, config)
     if isinstance(loaded.get("model"), ml_collections.ConfigDict):
-      _fill_missing(loaded.model, model_config_lib.get_model_config())
+      _fill_missing(loaded.model, get_model_config())
     config = loaded
   elif config is None:
     raise FileNotFoundError(f"{workdir}/config.json not found and no --config given: pass the "
