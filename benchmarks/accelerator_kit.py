@@ -27,7 +27,8 @@ recorded with its error and the next stage still runs):
   study        (only with --stages=...,study) the segmentation study of
                experiments/configs/study.py: --study_presets x --study_seeds runs of
                --study_steps steps, --study_jobs side by side, until the budget; OUT/study.tar.gz
-               and OUT/study_results.md (a GPU session: --stages=device,study)
+               (each run's metrics and latest checkpoint, for the probes on the host) and
+               OUT/study_results.md (a GPU session: --stages=device,study)
 The train stage gets what is left of --budget_s after the others, minus --reserve_s for the
 evaluation and the archive. --stages picks stages (e.g. --stages=timings for a rerun).
 
@@ -376,7 +377,9 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
 def stage_study(out: str, overrides: Dict[str, Any], seconds: float) -> Dict[str, Any]:
   """experiments.sweep over the study presets x seeds, --study_jobs at a time, stopped at the
   budget (finished runs are kept); OUT/study.tar.gz holds every run's eval/metrics.json,
-  metrics.jsonl, config.json and the tables, OUT/study_results.md the table."""
+  metrics.jsonl, config.json, its latest checkpoint (about 1 MB with the default model: the
+  probes, experiments.mask_probe and experiments.position_probe, then run on the host) and the
+  tables, OUT/study_results.md the table."""
   root = os.path.abspath("/tmp/parts_kit_study" if not FLAGS.workdir
                          else FLAGS.workdir + "_study")
   spec = f"presets={','.join(FLAGS.study_presets)};seeds={','.join(FLAGS.study_seeds)}"
@@ -403,8 +406,10 @@ def stage_study(out: str, overrides: Dict[str, Any], seconds: float) -> Dict[str
     for dirpath, _, files in os.walk(root):
       for name in files:
         rel = os.path.relpath(os.path.join(dirpath, name), root)
-        if name in ("metrics.json", "metrics.jsonl", "config.json", "results.md",
-                    "results.csv", "sweep.log"):
+        in_checkpoint = os.sep + "checkpoints" + os.sep in os.sep + rel
+        if in_checkpoint or name in ("metrics.json", "metrics.jsonl", "config.json",
+                                     "config_history.jsonl", "results.md", "results.csv",
+                                     "sweep.log"):
           tar.add(os.path.join(dirpath, name), arcname=os.path.join("study", rel))
           finished += name == "metrics.json"
   if os.path.exists(os.path.join(root, "results.md")):
