@@ -69,10 +69,12 @@ def run(workdir: str, train_sequences: int, eval_sequences: int, steps: int,
         seed: int = 0, chunk: int = 64) -> Dict[str, Any]:
   """The experiment of the module docstring (the model runs on `chunk` sequences at a time)."""
   t0 = time.time()
-  mu_tr, resp_tr, seg_tr, step, config = position_probe.slots_and_masks(
+  lam_tr, resp_tr, seg_tr, step, config = position_probe.slots_and_masks(
       workdir, "train", train_sequences, chunk, what="mask_probe")
-  mu_ev, resp_ev, seg_ev, _, _ = position_probe.slots_and_masks(
+  lam_ev, resp_ev, seg_ev, _, _ = position_probe.slots_and_masks(
       workdir, "eval", eval_sequences, chunk, what="mask_probe")
+  d = config.model.slot_dim
+  mu_tr, mu_ev = lam_tr[..., :d], lam_ev[..., :d]            # posterior means [B, T, K, D]
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   z, masks, _ = owned(flat(mu_tr), flat(resp_tr), flat(seg_tr))
   # Scored frames: the last frame of each eval sequence, and of as many train sequences:

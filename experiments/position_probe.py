@@ -78,8 +78,8 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0
   experiments.evaluate: DIR/config.json, noise key PRNGKey(eval.seed)), `chunk` sequences at a
   time (0: all at once; a shorter last chunk compiles once more).
 
-  Returns (mu [B, T, K, D] refined posterior means, responsibilities [B, T, K, H, W],
-  segmentations [B, T, H, W], step, config)."""
+  Returns (lambda [B, T, K, 2D] the refined posteriors lambda_t^N = (mu, log sigma),
+  responsibilities [B, T, K, H, W], segmentations [B, T, H, W], step, config)."""
   config = setup_lib.config_for_workdir(workdir)
   batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
                                    require_segmentations=True, what=f"{what} {workdir}")
@@ -89,19 +89,20 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0
            for start in range(0, n, chunk)]
   model, params, step = setup_lib.restore_model(config, workdir, parts[0])
   forward = lowering.compile_forward(model, model.apply)
-  mus, resps = [], []
+  lams, resps = [], []
   for part in parts:
     out = forward(params, jax.random.PRNGKey(config.eval.seed), part)
-    mus.append(np.asarray(out["posterior"])[..., :config.model.slot_dim])
+    lams.append(np.asarray(out["posterior"]))
     resps.append(np.asarray(model.segmentation_maps(params, part["video"], out)
                             ["responsibilities"]))
-  return (np.concatenate(mus), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
+  return (np.concatenate(lams), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
           config)
 
 
 def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
-  mu, resp, seg, step, _ = slots_and_masks(workdir, "eval", num_sequences)
+  lam, resp, seg, step, config = slots_and_masks(workdir, "eval", num_sequences)
+  mu = lam[..., :config.model.slot_dim]
   resp, seg = resp[:, -1], seg[:, -1]                             # [B, K, H, W], [B, H, W]
   objects = owned_objects(resp, seg)
   targets = np.stack([centroid(seg[b], obj) for b, obj, _ in objects])
