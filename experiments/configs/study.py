@@ -14,7 +14,8 @@ command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. re
 the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
 std over seeds. `wide_decoder` and `relative_decoder` are measured against `refine_2` (the sprites
 default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`;
-so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold).
+so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold) and
+`lambda_input_refine_2` (run 8: how the inference reads the frame).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -53,6 +54,10 @@ PRESETS = {
     "beta_0.1": {"model.num_refine_steps": 2, "model.beta": 0.1},
     "slot_dim_32": {"model.num_refine_steps": 2, "model.slot_dim": 32},
     "sigma_x_0.05_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.05},
+    # Against `refine_2` too: how the inference reads the frame (docs/study.md run 8: a 5x lower
+    # beta adds ~10 nats per object slot but not the outline). lambda_k into the refinement MLP
+    # (Eq 3 lists lambda^{n-1} as an input of E); default refine_lambda_input False.
+    "lambda_input_refine_2": {"model.num_refine_steps": 2, "model.refine_lambda_input": True},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
