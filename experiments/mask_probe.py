@@ -69,10 +69,11 @@ def run(workdir: str, train_sequences: int, eval_sequences: int, steps: int,
         seed: int = 0, chunk: int = 64) -> Dict[str, Any]:
   """The experiment of the module docstring (the model runs on `chunk` sequences at a time)."""
   t0 = time.time()
-  lam_tr, resp_tr, seg_tr, step, config = position_probe.slots_and_masks(
+  lam_tr, maps_tr, seg_tr, step, config = position_probe.slots_and_masks(
       workdir, "train", train_sequences, chunk, what="mask_probe")
-  lam_ev, resp_ev, seg_ev, _, _ = position_probe.slots_and_masks(
+  lam_ev, maps_ev, seg_ev, _, _ = position_probe.slots_and_masks(
       workdir, "eval", eval_sequences, chunk, what="mask_probe")
+  resp_tr, resp_ev = maps_tr["responsibilities"], maps_ev["responsibilities"]
   d = config.model.slot_dim
   mu_tr, mu_ev = lam_tr[..., :d], lam_ev[..., :d]            # posterior means [B, T, K, D]
   flat = lambda a: a.reshape((-1,) + a.shape[2:])

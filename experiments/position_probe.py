@@ -19,7 +19,7 @@ noise key PRNGKey(eval.seed)).
 """
 import json
 import os
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 from absl import app, flags
 import jax
@@ -72,14 +72,16 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) 
 
 
 def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0,
-                    what: str = "position_probe"
-                    ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, int, Any]:
+                    what: str = "position_probe",
+                    maps: Sequence[str] = ("responsibilities",)
+                    ) -> Tuple[np.ndarray, Dict[str, np.ndarray], np.ndarray, int, Any]:
   """Runs the latest checkpoint of `workdir` on the first num_sequences of `split` (as
   experiments.evaluate: DIR/config.json, noise key PRNGKey(eval.seed)), `chunk` sequences at a
   time (0: all at once; a shorter last chunk compiles once more).
 
   Returns (lambda [B, T, K, 2D] the refined posteriors lambda_t^N = (mu, log sigma),
-  responsibilities [B, T, K, H, W], segmentations [B, T, H, W], step, config)."""
+  {name: [B, T, K, H, W]} for each of `maps` (keys of `PARTS.segmentation_maps`:
+  "responsibilities", "attention", ...), segmentations [B, T, H, W], step, config)."""
   config = setup_lib.config_for_workdir(workdir)
   batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
                                    require_segmentations=True, what=f"{what} {workdir}")
@@ -89,19 +91,21 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0
            for start in range(0, n, chunk)]
   model, params, step = setup_lib.restore_model(config, workdir, parts[0])
   forward = lowering.compile_forward(model, model.apply)
-  lams, resps = [], []
+  lams, found = [], {name: [] for name in maps}
   for part in parts:
     out = forward(params, jax.random.PRNGKey(config.eval.seed), part)
     lams.append(np.asarray(out["posterior"]))
-    resps.append(np.asarray(model.segmentation_maps(params, part["video"], out)
-                            ["responsibilities"]))
-  return (np.concatenate(lams), np.concatenate(resps), np.asarray(batch["segmentations"]), step,
-          config)
+    seg_maps = model.segmentation_maps(params, part["video"], out)
+    for name in maps:
+      found[name].append(np.asarray(seg_maps[name]))
+  return (np.concatenate(lams), {name: np.concatenate(v) for name, v in found.items()},
+          np.asarray(batch["segmentations"]), step, config)
 
 
 def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
-  lam, resp, seg, step, config = slots_and_masks(workdir, "eval", num_sequences)
+  lam, maps, seg, step, config = slots_and_masks(workdir, "eval", num_sequences)
+  resp = maps["responsibilities"]
   mu = lam[..., :config.model.slot_dim]
   resp, seg = resp[:, -1], seg[:, -1]                             # [B, K, H, W], [B, H, W]
   objects = owned_objects(resp, seg)

@@ -1,4 +1,5 @@
-r"""Slot information: how many nats of KL each slot's posterior spends, by the slot's role.
+r"""Slot information: how many nats of KL each slot's posterior spends, by the slot's role, and
+how much of its object each slot's attention and mask win.
 
   python -m experiments.slot_information --workdir=DIR [--num_sequences=64] [--output=FILE]
 
@@ -11,6 +12,11 @@ dimensions (sorted, largest first, mean over slots), and the number of dimension
 more than 0.5 nats. Read with experiments.mask_probe: nats that go to the object slots without
 the outline entering them went to something else (position, colour); nats that go to the
 background slot describe its texture.
+
+And what each object slot reads and draws: for every object, the fraction of its border pixels
+(those with a 4-neighbour off the object) and of its interior pixels where its owner slot wins
+the argmax of the slot attention (what the refinement reads, Eqs 4-6) and of the headline masks
+(what the decoder draws); `coverage`.
 
 Uses the refined posterior lambda_t^N of every frame (`apply`'s "posterior"; the loss's KL is
 taken at lambda_t^0 .. lambda_t^{N-1}), the first --num_sequences eval sequences, run as
@@ -64,14 +70,42 @@ def kl_by_role(lam: np.ndarray, resp: np.ndarray, seg: np.ndarray) -> Dict[str, 
   return result
 
 
+def border(obj: np.ndarray) -> np.ndarray:
+  """Boolean [H, W] object -> its pixels with a 4-neighbour off the object (or off the image)."""
+  padded = np.pad(obj, 1, constant_values=False)
+  inside = (padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+  return obj & ~inside
+
+
+def coverage(scores: np.ndarray, resp: np.ndarray, seg: np.ndarray) -> Dict[str, float]:
+  """Frames scores [N, K, H, W] (e.g. attention), resp [N, K, H, W] (which decides each object's
+  owner slot), seg [N, H, W] -> the mean over objects of the fraction of its border and of its
+  interior pixels where argmax_k scores is its owner (objects without interior pixels count
+  for the border only), and the number of objects."""
+  won = np.argmax(scores, axis=1)                                  # [N, H, W]
+  rims, cores = [], []
+  for f, obj, k in position_probe.owned_objects(resp, seg):
+    pixels = seg[f] == obj
+    rim = border(pixels)
+    rims.append(np.mean(won[f][rim] == k))
+    if (pixels & ~rim).any():
+      cores.append(np.mean(won[f][pixels & ~rim] == k))
+  return dict(border=float(np.mean(rims)) if rims else None,
+              interior=float(np.mean(cores)) if cores else None, num_objects=len(rims))
+
+
 def measure(workdir: str, num_sequences: int = 64) -> Dict[str, Any]:
   """The read-out of the module docstring on the latest checkpoint of `workdir`."""
-  lam, resp, seg, step, _ = position_probe.slots_and_masks(
-      workdir, "eval", num_sequences, chunk=16, what="slot_information")
+  lam, maps, seg, step, _ = position_probe.slots_and_masks(
+      workdir, "eval", num_sequences, chunk=16, what="slot_information",
+      maps=("responsibilities", "attention", "masks"))
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
-  return dict(workdir=os.path.abspath(workdir), step=step, num_sequences=int(seg.shape[0]),
+  resp, seg = flat(maps["responsibilities"]), flat(seg)
+  return dict(workdir=os.path.abspath(workdir), step=step, num_sequences=int(lam.shape[0]),
               frames="every frame", active_nats=ACTIVE_NATS,
-              **kl_by_role(flat(lam), flat(resp), flat(seg)))
+              **kl_by_role(flat(lam), resp, seg),
+              owner_wins={name: coverage(flat(maps[name]), resp, seg)
+                          for name in ("attention", "masks")})
 
 
 def main(argv):
@@ -87,6 +121,9 @@ def main(argv):
     if r["num_slots"]:
       print(f"  {name:10s} {r['num_slots']:5d} slots | {r['kl_per_slot']:6.2f} nats per slot | "
             f"{r['active_dims']:.1f} dims > {ACTIVE_NATS} nats")
+  for name, c in result["owner_wins"].items():
+    print(f"  owner slot wins the {name} argmax on {c['border']:.3f} of an object's border "
+          f"pixels, {c['interior']:.3f} of its interior ({c['num_objects']} objects)")
   print(f"Wrote {output}")
 
 

@@ -23,6 +23,22 @@ def test_slot_roles_by_hand():
   np.testing.assert_array_equal(roles, [[1, 2, 1, 0], [0, 0, 0, 2]])
 
 
+def test_border_and_coverage_by_hand():
+  """A 3 x 3 square object in a 5 x 5 frame: 8 border pixels around 1 interior pixel. Slot 1
+  owns it (responsibilities); the scored map gives the owner the centre and 2 border pixels."""
+  seg = np.zeros((1, 5, 5), np.int64)
+  seg[0, 1:4, 1:4] = 1
+  rim = slot_information.border(seg[0] == 1)
+  assert rim.sum() == 8 and not rim[2, 2] and rim[1, 1]
+  resp = one_hot_resp(np.where(seg == 1, 1, 0), 3)
+  won = np.zeros((1, 5, 5), np.int64)
+  won[0, 2, 2] = won[0, 1, 1] = won[0, 3, 2] = 1
+  c = slot_information.coverage(one_hot_resp(won, 3), resp, seg)
+  assert c == dict(border=2 / 8, interior=1.0, num_objects=1)
+  # An object at the image edge: off the image counts as off the object.
+  assert slot_information.border(np.ones((2, 2), bool)).all()
+
+
 def test_kl_by_role_matches_the_closed_form():
   rng = np.random.default_rng(0)
   n, k, d = 3, 4, 5
@@ -52,7 +68,9 @@ def test_measure_a_workdir(tmp_path):
   workdir = str(tmp_path / "run")
   make_workdir(workdir, config)
   result = slot_information.measure(workdir, num_sequences=NUM_EVAL)
-  lam, resp, seg, _, _ = position_probe.slots_and_masks(workdir, "eval", NUM_EVAL)
+  lam, maps, seg, _, _ = position_probe.slots_and_masks(
+      workdir, "eval", NUM_EVAL, maps=("responsibilities", "attention"))
+  assert maps["attention"].shape == maps["responsibilities"].shape == lam.shape[:3] + seg.shape[2:]
   assert result["num_sequences"] == NUM_EVAL
   counted = sum(result[r]["num_slots"] for r in ("object", "background", "spare"))
   assert counted == NUM_EVAL * T * lam.shape[2]
@@ -60,4 +78,7 @@ def test_measure_a_workdir(tmp_path):
   mu, log_sigma = lam[..., :d].astype(np.float64), lam[..., d:].astype(np.float64)
   kl = 0.5 * (mu ** 2 + np.exp(2 * log_sigma) - 1.0) - log_sigma
   np.testing.assert_allclose(result["kl_per_frame"], kl.sum(axis=(2, 3)).mean(), rtol=1e-4)
+  for name in ("attention", "masks"):
+    c = result["owner_wins"][name]
+    assert c["num_objects"] > 0 and 0.0 <= c["border"] <= 1.0, c
   json.dumps(result)   # The CLI writes it as JSON.
