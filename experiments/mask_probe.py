@@ -124,10 +124,7 @@ def main(argv):
   del argv
   result = run(FLAGS.workdir, FLAGS.train_sequences, FLAGS.eval_sequences, FLAGS.steps,
                FLAGS.curve_every, seed=FLAGS.seed)
-  output = FLAGS.output or os.path.join(FLAGS.workdir, "eval", "mask_probe.json")
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "w") as f:
-    json.dump(result, f, indent=1)
+  output = position_probe.write_result(result, FLAGS.workdir, FLAGS.output, "mask_probe.json")
   print(f"mask probe at step {result['step']}: FG-ARI {result['fg_ari']:.3f} (IoU "
         f"{result['iou']:.3f}) on {result['num_eval_frames']} eval frames, "
         f"{result['train_fg_ari']:.3f} on trained frames | wrote {output}")

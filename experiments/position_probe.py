@@ -19,7 +19,7 @@ noise key PRNGKey(eval.seed)).
 """
 import json
 import os
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from absl import app, flags
 import jax
@@ -102,12 +102,21 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0
           np.asarray(batch["segmentations"]), step, config)
 
 
+def write_result(result: Dict[str, Any], workdir: str, output: Optional[str], name: str,
+                 indent: int = 1) -> str:
+  """Writes a probe's result as JSON to `output`, or to WORKDIR/eval/NAME; returns the path."""
+  output = output or os.path.join(workdir, "eval", name)
+  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+  with open(output, "w") as f:
+    json.dump(result, f, indent=indent)
+  return output
+
+
 def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
   lam, maps, seg, step, config = slots_and_masks(workdir, "eval", num_sequences)
-  resp = maps["responsibilities"]
-  mu = lam[..., :config.model.slot_dim]
-  resp, seg = resp[:, -1], seg[:, -1]                             # [B, K, H, W], [B, H, W]
+  mu = lam[..., :config.model.slot_dim]                           # [B, T, K, D]
+  resp, seg = maps["responsibilities"][:, -1], seg[:, -1]         # [B, K, H, W], [B, H, W]
   objects = owned_objects(resp, seg)
   targets = np.stack([centroid(seg[b], obj) for b, obj, _ in objects])
   rows = {name: ridge_probe(np.stack([mu[b, t, k] for b, _, k in objects]), targets)
@@ -120,10 +129,7 @@ def probe(workdir: str, num_sequences: int = 256) -> Dict[str, Any]:
 def main(argv):
   del argv
   result = probe(FLAGS.workdir, FLAGS.num_sequences)
-  output = FLAGS.output or os.path.join(FLAGS.workdir, "eval", "position_probe.json")
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "w") as f:
-    json.dump(result, f, indent=2)
+  output = write_result(result, FLAGS.workdir, FLAGS.output, "position_probe.json", indent=2)
   for name in ("same_frame", "one_step"):
     r = result[name]
     print(f"{name}: R^2 (y, x) {r['r2'][0]:.3f}, {r['r2'][1]:.3f} | mean error "

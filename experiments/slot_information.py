@@ -22,9 +22,8 @@ Uses the refined posterior lambda_t^N of every frame (`apply`'s "posterior"; the
 taken at lambda_t^0 .. lambda_t^{N-1}), the first --num_sequences eval sequences, run as
 experiments.evaluate does. Writes DIR/eval/slot_information.json (or --output).
 """
-import json
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
 
 from absl import app, flags
 import numpy as np
@@ -77,14 +76,15 @@ def border(obj: np.ndarray) -> np.ndarray:
   return obj & ~inside
 
 
-def coverage(scores: np.ndarray, resp: np.ndarray, seg: np.ndarray) -> Dict[str, float]:
-  """Frames scores [N, K, H, W] (e.g. attention), resp [N, K, H, W] (which decides each object's
-  owner slot), seg [N, H, W] -> the mean over objects of the fraction of its border and of its
-  interior pixels where argmax_k scores is its owner (objects without interior pixels count
-  for the border only), and the number of objects."""
+def coverage(scores: np.ndarray, seg: np.ndarray, objects: List[Tuple[int, int, int]]
+             ) -> Dict[str, float]:
+  """Frames scores [N, K, H, W] (e.g. attention), seg [N, H, W] and each object's (frame, id,
+  owner slot) (`position_probe.owned_objects`) -> the mean over objects of the fraction of its
+  border and of its interior pixels where argmax_k scores is its owner (objects without
+  interior pixels count for the border only), and the number of objects."""
   won = np.argmax(scores, axis=1)                                  # [N, H, W]
   rims, cores = [], []
-  for f, obj, k in position_probe.owned_objects(resp, seg):
+  for f, obj, k in objects:
     pixels = seg[f] == obj
     rim = border(pixels)
     rims.append(np.mean(won[f][rim] == k))
@@ -101,20 +101,19 @@ def measure(workdir: str, num_sequences: int = 64) -> Dict[str, Any]:
       maps=("responsibilities", "attention", "masks"))
   flat = lambda a: a.reshape((-1,) + a.shape[2:])
   resp, seg = flat(maps["responsibilities"]), flat(seg)
+  objects = position_probe.owned_objects(resp, seg)                # owners, once for both maps
   return dict(workdir=os.path.abspath(workdir), step=step, num_sequences=int(lam.shape[0]),
               frames="every frame", active_nats=ACTIVE_NATS,
               **kl_by_role(flat(lam), resp, seg),
-              owner_wins={name: coverage(flat(maps[name]), resp, seg)
+              owner_wins={name: coverage(flat(maps[name]), seg, objects)
                           for name in ("attention", "masks")})
 
 
 def main(argv):
   del argv
   result = measure(FLAGS.workdir, FLAGS.num_sequences)
-  output = FLAGS.output or os.path.join(FLAGS.workdir, "eval", "slot_information.json")
-  os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-  with open(output, "w") as f:
-    json.dump(result, f, indent=1)
+  output = position_probe.write_result(result, FLAGS.workdir, FLAGS.output,
+                                       "slot_information.json")
   print(f"step {result['step']}: KL {result['kl_per_frame']:.1f} nats per frame")
   for name in ("object", "background", "spare"):
     r = result[name]

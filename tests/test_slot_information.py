@@ -33,7 +33,9 @@ def test_border_and_coverage_by_hand():
   resp = one_hot_resp(np.where(seg == 1, 1, 0), 3)
   won = np.zeros((1, 5, 5), np.int64)
   won[0, 2, 2] = won[0, 1, 1] = won[0, 3, 2] = 1
-  c = slot_information.coverage(one_hot_resp(won, 3), resp, seg)
+  objects = position_probe.owned_objects(resp, seg)
+  assert objects == [(0, 1, 1)]
+  c = slot_information.coverage(one_hot_resp(won, 3), seg, objects)
   assert c == dict(border=2 / 8, interior=1.0, num_objects=1)
   # An object at the image edge: off the image counts as off the object.
   assert slot_information.border(np.ones((2, 2), bool)).all()
