@@ -20,10 +20,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _run(args, cache_dir, cwd=ROOT, timeout=900):
   """Runs `python -m ARGS` on the CPU; the processes share a persistent compilation cache (the
-  same tiny train step is compiled by several of them)."""
+  same tiny train step is compiled by several of them).
+
+  One XLA:CPU device, as on the one-GPU machine the kit is for: with the 2-core default of one
+  device per core, a cross-device all-reduce of the first `experiments.train` call was aborted
+  by XLA's 40 s rendezvous timeout in CI under `-n 2` load (only one of the two device threads
+  arrived). Data parallelism over host devices has its own tests (test_reliability,
+  test_host_devices, test_multiprocess)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
+                        " --xla_force_host_platform_device_count=1").strip())
   proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, capture_output=True, text=True,
                         timeout=timeout, env=env)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
