@@ -7,6 +7,9 @@ global mean loss), XLA runs the n per-device programs side by side. Measured for
 sprites config on a 2-core AMD EPYC, `python -m benchmarks.host_devices`: 1.5-1.9x the steps/s of
 one device (README, Performance).
 
+With n > 1 it also gives the all-reduce's rendezvous 10 minutes instead of XLA:CPU's 40 s before
+aborting (TIMEOUT_FLAG below).
+
 `configure` must run before JAX starts its backends (the entry points call it first). It leaves
 XLA_FLAGS alone when they already choose the host device count or XLA's threads (e.g. `sweep
 --jobs=2` gives each run one thread), and it changes nothing on a GPU or TPU: the flag shapes
@@ -20,6 +23,12 @@ from jax._src import xla_bridge  # backends_are_initialized: no public equivalen
 from parts_jax.config import ConfigError
 
 FLAG = "--xla_force_host_platform_device_count"
+# With n > 1 devices the gradients are averaged by an all-reduce whose device threads meet at a
+# rendezvous; XLA:CPU aborts the process when one thread is 40 s late (its default). On a loaded
+# machine (CI's `pytest -n 2` beside a training subprocess) one was: the run died at step 2. A
+# late thread is not an error on a shared CPU; a real hang still ends, after 10 minutes.
+TIMEOUT_FLAG = "--xla_cpu_collective_call_terminate_timeout_seconds"
+COLLECTIVE_TIMEOUT_S = 600
 # XLA_FLAGS options that mean "the user chose the CPU layout": then configure() does nothing.
 USER_CHOICES = ("xla_force_host_platform_device_count", "intra_op_parallelism_threads",
                 "xla_cpu_multi_thread_eigen")
@@ -58,5 +67,8 @@ def configure(config, environ=os.environ) -> Optional[int]:
                         f"set XLA_FLAGS={FLAG}={requested} instead")
     return None
   n = choose(requested, (config.train.batch_size, config.eval.batch_size), num_cores())
-  environ["XLA_FLAGS"] = f"{environ.get('XLA_FLAGS', '')} {FLAG}={n}".strip()
+  flags_ = f"{FLAG}={n}"
+  if n > 1:
+    flags_ += f" {TIMEOUT_FLAG}={COLLECTIVE_TIMEOUT_S}"
+  environ["XLA_FLAGS"] = f"{environ.get('XLA_FLAGS', '')} {flags_}".strip()
   return n

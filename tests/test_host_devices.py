@@ -26,7 +26,12 @@ def test_configure_sets_the_flag_once_jax_has_not_started(monkeypatch):
   monkeypatch.setattr(host_devices.xla_bridge, "backends_are_initialized", lambda: False)
   env = {"XLA_FLAGS": "--xla_dump_to=/tmp/x"}
   assert host_devices.configure(config, env) == 2
-  assert env["XLA_FLAGS"] == "--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=2"
+  assert env["XLA_FLAGS"] == ("--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=2 "
+                              "--xla_cpu_collective_call_terminate_timeout_seconds=600")
+  monkeypatch.setattr(host_devices, "num_cores", lambda: 1)   # One device: no all-reduce.
+  env = {}
+  assert host_devices.configure(config, env) == 1
+  assert env["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
   # The user's own choice of devices or threads (sweep --jobs) is left alone.
   for flags in ("--xla_force_host_platform_device_count=4",
                 "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"):
