@@ -15,7 +15,8 @@ the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed pe
 std over seeds. `wide_decoder` and `relative_decoder` are measured against `refine_2` (the sprites
 default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`;
 so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold) and
-`lambda_input_refine_2` (run 8: how the inference reads the frame).
+`lambda_input_refine_2` (run 8: how the inference reads the frame), `sigma_x_0.2_refine_2` and
+`refine_3` (run 9), `sa_encoder_refine_2` (run 9's next lever: what the attention reads from).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -58,6 +59,19 @@ PRESETS = {
     # beta adds ~10 nats per object slot but not the outline). lambda_k into the refinement MLP
     # (Eq 3 lists lambda^{n-1} as an input of E); default refine_lambda_input False.
     "lambda_input_refine_2": {"model.num_refine_steps": 2, "model.refine_lambda_input": True},
+    # Against `refine_2` too (docs/study.md run 9, CPU continuations of checkpoints/sprites):
+    # the mask term's weight against the colour term. sigma_x 0.1 -> 0.2 divides the colour
+    # term of Eq 2 by 4; beta 0.5 -> 0.125 keeps the KL's price against it as before, so
+    # relative to both the mask's log m_k counts 4x. And N = 3 refinement steps in training.
+    "sigma_x_0.2_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.2,
+                             "model.beta": 0.125},
+    "refine_3": {"model.num_refine_steps": 3},
+    # Against `refine_2` too: what the attention reads from (run 9's next lever). Slot
+    # Attention's CNN (4 layers of 64 channels, 5 x 5) instead of the default (32, 32) of 3 x 3
+    # (a 5 x 5 receptive field; the paper gives no sizes for the CIFAR-like bottom-up encoder).
+    "sa_encoder_refine_2": {"model.num_refine_steps": 2,
+                            "model.encoder.channels": (64, 64, 64, 64),
+                            "model.encoder.kernel_size": 5},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
