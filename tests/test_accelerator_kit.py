@@ -14,6 +14,7 @@ import tarfile
 import numpy as np
 
 from benchmarks import accelerator_kit
+from experiments import host_devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,8 +31,7 @@ def _run(args, cache_dir, cwd=ROOT, timeout=900):
   env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
-             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") +
-                        " --xla_force_host_platform_device_count=1").strip())
+             XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {host_devices.FLAG}=1".strip())
   proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, capture_output=True, text=True,
                         timeout=timeout, env=env)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-12000:]
