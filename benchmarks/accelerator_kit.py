@@ -18,9 +18,10 @@ recorded with its error and the next stage still runs):
                linearly to T) and MFU against a matmul peak measured in the same process at the
                same precision; then the host CPU's step time for the sprites config (default
                CPU lowering) in a subprocess of the same run, for the speed-up
-  train        experiments.train on the sprites config (in-memory data, the default recipe),
-               resuming from --init_workdir (default checkpoints/sprites), SIGTERM at the budget
-               (a checkpoint is saved); then experiments.evaluate on the trained run
+  train        experiments.train on the sprites config (in-memory data, the default recipe
+               plus --train_overrides), resuming from --init_workdir (default
+               checkpoints/sprites), SIGTERM at the budget (a checkpoint is saved; the report's
+               config_changed lists what the resume changed); then experiments.evaluate on it
   archive      OUT/checkpoint.tar.gz (latest checkpoint, config.json, metrics.jsonl: extract it
                into a workdir and training resumes, on a CPU too), OUT/metrics.jsonl,
                OUT/eval_metrics.json
@@ -87,6 +88,9 @@ def define_flags() -> None:
   flags.DEFINE_string("init_workdir", "checkpoints/sprites",
                       "Run to resume training from ('' = start fresh).")
   flags.DEFINE_string("workdir", "", "Training workdir (default: /tmp/parts_kit_run).")
+  flags.DEFINE_list("train_overrides", [],
+                    "a.b=value config overrides for the train stage, e.g. the recipe of the run "
+                    "it resumes when that is not the default (README, Results).")
   flags.DEFINE_integer("num_steps", 200_000, "config.train.num_steps for the train stage (an "
                        "upper bound; the budget stops it first).")
 
@@ -324,6 +328,20 @@ def _cpu_step(overrides: Dict[str, Any], attempts: int = 2) -> Dict[str, Any]:
   return dict(error=" | then: ".join(errors))
 
 
+def _config_changed_at(workdir: str, step: int) -> Dict[str, Any]:
+  """What the run's config record says changed when training (re)started at `step`: {field:
+  [old, new]} ({} when nothing did), so the report shows the recipe a resumed run went on with."""
+  path = os.path.join(workdir, setup_lib.CONFIG_HISTORY)
+  changed = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      for line in f:
+        entry = json.loads(line)
+        if entry.get("step") == step:
+          changed = entry.get("changed", {})
+  return changed
+
+
 def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: float
                 ) -> Dict[str, Any]:
   if os.path.exists(workdir):
@@ -342,7 +360,8 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
   train_overrides = dict(overrides, **{"data.cache": False,
                                        "train.num_steps": FLAGS.num_steps})
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/sprites.py",
-         f"--workdir={workdir}"] + override_flags(train_overrides)
+         f"--workdir={workdir}"] + override_flags(train_overrides) + [
+             f"--config.{o}" for o in FLAGS.train_overrides]
   print(" ".join(cmd), f"  (for {seconds:.0f} s)", flush=True)
   log_path = os.path.join(out, "train.log")
   t0 = time.time()
@@ -363,7 +382,8 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
   steps = _checkpoint_steps(workdir)
   result = dict(command=" ".join(cmd), returncode=proc.returncode, seconds_training=elapsed,
                 start_step=start_step, last_logged_step=end_step,
-                checkpoint_step=steps[-1] if steps else None, last_log=last)
+                checkpoint_step=steps[-1] if steps else None, last_log=last,
+                config_changed=_config_changed_at(workdir, start_step))
   if proc.returncode not in (0, -signal.SIGTERM):
     with open(log_path) as f:
       tail = f.read()[-1500:]
