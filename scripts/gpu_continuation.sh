@@ -35,13 +35,17 @@ mkdir -p "$OUT"
 source scripts/gpu_env.sh || exit 1
 { date -u; "$PY" -c "import jax; print('jax', jax.__version__, jax.devices())";
   nvidia-smi -L 2>/dev/null; lscpu | grep -E '^Model name|^CPU\(s\)'; } >"$OUT/device.txt" 2>&1
+# An arm's flags are its preset's fields in experiments/configs/study.py (their one home).
 flags_of() {
+  local preset
   case "$1" in
-    control)     echo "" ;;
-    sigma_x_0.2) echo "--config.model.sigma_x=0.2 --config.model.beta=0.125" ;;
-    sigma_x_0.3) echo "--config.model.sigma_x=0.3 --config.model.beta=0.0556" ;;
+    control)     preset=refine_2 ;;
+    sigma_x_0.2) preset=sigma_x_0.2_refine_2 ;;
+    sigma_x_0.3) preset=sigma_x_0.3_refine_2 ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
+  "$PY" -c "from experiments import sweep; from experiments.configs import study
+print(' '.join(f'--config.{k}={sweep.format_value(v)}' for k, v in study.PRESETS['$preset'].items()))"
 }
 [ -d "$INIT/checkpoints" ] || { echo "error: $INIT has no checkpoints/" >&2; exit 1; }
 rm -rf "$ROOT" && mkdir -p "$ROOT"
@@ -92,6 +96,7 @@ done
 wait
 "$PY" - "$ROOT" "$start" "$common" "$OUT/continuation.json" "${names[@]}" <<'EOF'
 import json, os, sys
+from experiments import metrics_log
 root, start, common, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 names = sys.argv[5:]
 summary = dict(start_step=start, common_step=common, runs={})
@@ -103,17 +108,9 @@ for name in names:
     m = json.load(open(path))
     run = {k: v for k, v in m.items() if not isinstance(v, (list, dict))}
     run["diagnostics"] = m.get("diagnostics")
-  rates, curve = [], []
-  for line in open(os.path.join(w, "metrics.jsonl")):
-    r = json.loads(line)
-    if r["step"] <= start:
-      continue
-    if "train/steps_per_s" in r:
-      rates.append(r["train/steps_per_s"])
-    if "eval/fg_ari" in r:
-      curve.append((r["step"], round(r["eval/fg_ari"], 4)))
-  run["steps_per_s_median"] = sorted(rates)[len(rates) // 2] if rates else None
-  run["held_out_fg_ari"] = curve
+  run["steps_per_s_median"] = metrics_log.median_steps_per_s(w, after_step=start)
+  steps, values = metrics_log.curves(w, ["eval/fg_ari"]).get("eval/fg_ari", ([], []))
+  run["held_out_fg_ari"] = [(s, round(v, 4)) for s, v in zip(steps, values) if s > start]
   summary["runs"][name] = run
 json.dump(summary, open(out, "w"), indent=1)
 print(json.dumps({n: (r.get("fg_ari"), r.get("steps_per_s_median"))
