@@ -100,13 +100,17 @@ def fit(train: np.ndarray, image_size, slot_dim: int, channels: Sequence[int],
         kernel_size: int, steps: int, batch_size: int, learning_rate: float, seed: int,
         basis: str = "linear", every: int = 0,
         on_every: Optional[Callable[[int, Any, Any, float], None]] = None,
-        targets: Optional[np.ndarray] = None):
+        targets: Optional[np.ndarray] = None, net: Optional[hk.Transformed] = None):
   """Trains the autoencoder on masks train [N, H, W]; returns (net, params, final loss).
   every > 0: calls on_every(step, net, params, mean training loss since the last call) after
   every `every` steps but the last. targets [N, H, W] given: no encoder, train holds z
-  [N, slot_dim] and the decoder learns z -> targets (experiments.mask_probe)."""
-  net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis,
-                         encode=targets is None)
+  [N, slot_dim] and the decoder learns z -> targets (experiments.mask_probe); with `net` too,
+  train holds that net's inputs [N, ...] (experiments.read_capacity)."""
+  if net is None:
+    net = make_autoencoder(image_size, slot_dim, channels, kernel_size, basis,
+                           encode=targets is None)
+  elif targets is None:
+    raise ValueError("fit(net=...) needs the target masks")
   targets = train if targets is None else targets
   if len(targets) != len(train):
     raise ValueError(f"{len(train)} inputs but {len(targets)} target masks")
@@ -228,6 +232,16 @@ def parse_channels(spec: str) -> Tuple[int, ...]:
   return channels
 
 
+def print_result(result: Dict[str, Any], output: Optional[str]) -> None:
+  """Adds the processor, prints the result as JSON and writes it to `output` if given."""
+  result["processor"] = common.processor_name()
+  text = json.dumps(result, indent=1)
+  print(text)
+  if output:
+    with open(output, "w") as f:
+      f.write(text + "\n")
+
+
 def main(argv):
   del argv
   bad = set(FLAGS.bases) - set(config_lib.DECODER_BASES)
@@ -236,12 +250,7 @@ def main(argv):
   result = run(FLAGS.config, [parse_channels(s) for s in FLAGS.channels], FLAGS.steps,
                FLAGS.train_sequences, FLAGS.eval_sequences, seed=FLAGS.seed, bases=FLAGS.bases,
                curve_every=FLAGS.curve_every)
-  result["processor"] = common.processor_name()
-  text = json.dumps(result, indent=1)
-  print(text)
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      f.write(text + "\n")
+  print_result(result, FLAGS.output)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,13 @@
   q_k = W_q s_k                                      (Eq 4)
   attn_ijk = softmax_k( k_ij^T q_k / sqrt(D_q) )     (Eq 5; softmax over slots per pixel)
   s_k^out = sum_ij attn_ijk v_ij / sum_ij attn_ijk   (Eq 6)
+
+Not in the paper, a study candidate (`model.attention.logit_bias`): a given bias b_ijk added to the
+logits of Eq 5, attn_ijk = softmax_k(k_ij^T q_k / sqrt(D_q) + b_ijk): with b = log r_k (the
+mixture's responsibilities) the attention is r_k exp(k^T q) normalised, so a slot reads the
+pixels the current decode gives it, outline included.
 """
-from typing import Tuple
+from typing import Optional, Tuple
 
 import chex
 import haiku as hk
@@ -13,7 +18,8 @@ import jax.numpy as jnp
 
 
 class TopDownSlotAttention(hk.Module):
-  """(s [B, K, Cq], O [B, H, W, C]) -> (slot outputs [B, K, Dv], attention [B, K, H, W])."""
+  """(s [B, K, Cq], O [B, H, W, C], bias [B, K, H, W] or None) -> (slot outputs [B, K, Dv],
+  attention [B, K, H, W])."""
 
   def __init__(self, qk_dim: int, value_dim: int, epsilon: float = 1e-8,
                query_layernorm: bool = False, name: str = "slot_attention"):
@@ -23,7 +29,8 @@ class TopDownSlotAttention(hk.Module):
     self.epsilon = epsilon
     self.query_layernorm = query_layernorm
 
-  def __call__(self, s: jnp.ndarray, features: jnp.ndarray) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  def __call__(self, s: jnp.ndarray, features: jnp.ndarray,
+               bias: Optional[jnp.ndarray] = None) -> Tuple[jnp.ndarray, jnp.ndarray]:
     chex.assert_rank([s, features], [3, 4])
     b, k, _ = s.shape
     _, h, w, _ = features.shape
@@ -35,6 +42,9 @@ class TopDownSlotAttention(hk.Module):
       s = hk.LayerNorm(-1, True, True, name="norm_queries")(s)
     queries = hk.Linear(self.qk_dim, with_bias=False, name="queries")(s)  # [B, K, Dq]  Eq 4
     logits = jnp.einsum("bnd,bkd->bnk", keys, queries) / jnp.sqrt(float(self.qk_dim))
+    if bias is not None:
+      chex.assert_shape(bias, (b, k, h, w))
+      logits = logits + jnp.transpose(bias.reshape(b, k, h * w), (0, 2, 1))
     attn = jax.nn.softmax(logits, axis=-1)                                 # Eq 5, over K
     weights = attn / (jnp.sum(attn, axis=1, keepdims=True) + self.epsilon)
     slots_out = jnp.einsum("bnk,bnd->bkd", weights, values)               # Eq 6

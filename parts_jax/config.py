@@ -10,6 +10,7 @@ PREDICTOR_KINDS = ("transformer_lstm", "lstm")
 TIME_LOOPS = ("auto", "scan", "unroll", "windows")
 CONV_IMPLS = ("auto", "xla", "im2col")
 DECODER_BASES = ("linear", "mlp", "relative")   # spatial bases of parts_jax/decoder.py
+ATTENTION_BIASES = ("none", "log_masks", "log_responsibilities")   # parts_jax/attention.py
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -46,7 +47,9 @@ def get_model_config() -> ml_collections.ConfigDict:
                                              basis="linear", basis_hidden=64))
   c.encoder = ml_collections.ConfigDict(
       dict(channels=(32, 32), kernel_size=3, coord_channels=True))
-  c.attention = ml_collections.ConfigDict(dict(qk_dim=32, value_dim=32))
+  # logit_bias: "none" (paper), "log_masks" or "log_responsibilities" added to the attention
+  # logits of Eq 5 (a study candidate; parts_jax/attention.py).
+  c.attention = ml_collections.ConfigDict(dict(qk_dim=32, value_dim=32, logit_bias="none"))
   c.refine = ml_collections.ConfigDict(dict(mlp_hidden=(128,)))
   c.iodine = ml_collections.ConfigDict(
       dict(channels=(32, 32, 32), kernel_size=3, strides=(2, 2, 2)))
@@ -123,6 +126,12 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model.decoder.basis must be one of {DECODER_BASES}, "
                       f"got {c.decoder.basis!r}")
   check_positive_int("model.decoder.basis_hidden", c.decoder.basis_hidden)
+  if c.attention.logit_bias not in ATTENTION_BIASES:
+    raise ConfigError(f"config.model.attention.logit_bias must be one of {ATTENTION_BIASES}, "
+                      f"got {c.attention.logit_bias!r}")
+  if c.attention.logit_bias != "none" and not c.slot_attention:
+    raise ConfigError("config.model.attention.logit_bias biases the slot attention; it has no "
+                      "meaning with slot_attention=False")
   if c.predictor.model_size % c.predictor.num_heads:
     raise ConfigError("config.model.predictor.model_size must be divisible by num_heads, got "
                       f"{c.predictor.model_size} and {c.predictor.num_heads}")

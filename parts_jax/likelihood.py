@@ -24,10 +24,16 @@ def component_log_likelihood(x: jnp.ndarray, means: jnp.ndarray,
   return jnp.sum(log_normal, axis=-1)
 
 
+def log_responsibilities(x: jnp.ndarray, means: jnp.ndarray, log_masks: jnp.ndarray,
+                         sigma_x: float) -> jnp.ndarray:
+  """log p(k | x_i) [B, K, H, W]: the log posterior over components per pixel."""
+  return jax.nn.log_softmax(log_masks + component_log_likelihood(x, means, sigma_x), axis=1)
+
+
 def responsibilities(x: jnp.ndarray, means: jnp.ndarray, log_masks: jnp.ndarray,
                      sigma_x: float) -> jnp.ndarray:
   """Posterior over components per pixel, p(k | x_i) [B, K, H, W]."""
-  return jax.nn.softmax(log_masks + component_log_likelihood(x, means, sigma_x), axis=1)
+  return jnp.exp(log_responsibilities(x, means, log_masks, sigma_x))
 
 
 def mixture_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.ndarray,

@@ -5,7 +5,9 @@ Two variants, chosen by `model.slot_attention`:
   True  (PARTS): bottom-up CNN -> top-down slot attention (queries from
         s_k = concat[lambda_k, a_{t-1}, grad_k], or lambda_k alone with `top_down` off) ->
         slot-wise MLP on concat[slot output, grad_k, a_{t-1}] (and lambda_k with
-        `refine_lambda_input`) -> delta lambda_k.
+        `refine_lambda_input`) -> delta lambda_k. With `attention.logit_bias` the attention logits
+        get log m_k ("log_masks") or log p(k | x_i) ("log_responsibilities") of the decode at
+        lambda^{n-1} added (not in the paper; gradients stopped: a given input, like grad_k).
   False (S-IODINE / OP3 baselines): an IODINE-style refinement network that sees image-sized
         inputs per slot (frame, component mean, mask, mask logits, responsibilities, per-pixel
         log-likelihood, coordinates) through a strided CNN, pooled, then an MLP with
@@ -29,21 +31,29 @@ class SlotAttentionRefiner(hk.Module):
   def __init__(self, encoder_channels: Sequence[int], kernel_size: int, coord_channels: bool,
                qk_dim: int, value_dim: int, mlp_hidden: Sequence[int], top_down: bool,
                conv_impl: str = "xla", lambda_input: bool = False,
-               query_layernorm: bool = False, name: str = "refiner"):
+               query_layernorm: bool = False, logit_bias: str = "none", sigma_x: float = 0.1,
+               name: str = "refiner"):
     super().__init__(name=name)
     self.encoder = BottomUpEncoder(encoder_channels, kernel_size, coord_channels, conv_impl)
     self.attention = TopDownSlotAttention(qk_dim, value_dim, query_layernorm=query_layernorm)
     self.mlp_hidden = tuple(mlp_hidden)
     self.top_down = top_down
     self.lambda_input = lambda_input
+    self.logit_bias = logit_bias
+    self.sigma_x = sigma_x
 
   def __call__(self, lam, x, action, grad, loglik_image, log_masks, means):
-    del log_masks, means  # Only the IODINE-style refiner looks at decoder outputs per slot.
     b, k, two_d = lam.shape
     action_k = jnp.broadcast_to(action[:, None], (b, k, action.shape[-1]))
     o = self.encoder(x, loglik_image)
     s = jnp.concatenate([lam, action_k, grad], -1) if self.top_down else lam   # Eq 4 input
-    slots_out, attn = self.attention(s, o)
+    bias = None
+    if self.logit_bias == "log_masks":
+      bias = jax.lax.stop_gradient(log_masks)
+    elif self.logit_bias == "log_responsibilities":
+      bias = jax.lax.stop_gradient(
+          likelihood.log_responsibilities(x, means, log_masks, self.sigma_x))
+    slots_out, attn = self.attention(s, o, bias)
     h = [slots_out, grad, action_k] + ([lam] if self.lambda_input else [])
     h = jnp.concatenate(h, -1)
     delta = layers.DeltaMLP(self.mlp_hidden, two_d, name="refine_mlp")(h)
@@ -94,7 +104,8 @@ def make_refiner(cfg, conv_impl: str) -> hk.Module:
         coord_channels=cfg.encoder.coord_channels, qk_dim=cfg.attention.qk_dim,
         value_dim=cfg.attention.value_dim, mlp_hidden=cfg.refine.mlp_hidden,
         top_down=cfg.top_down, conv_impl=conv_impl, lambda_input=cfg.refine_lambda_input,
-        query_layernorm=cfg.query_layernorm)
+        query_layernorm=cfg.query_layernorm, logit_bias=cfg.attention.logit_bias,
+        sigma_x=cfg.sigma_x)
   return IodineRefiner(
       channels=cfg.iodine.channels, kernel_size=cfg.iodine.kernel_size,
       strides=cfg.iodine.strides, mlp_hidden=cfg.refine.mlp_hidden, sigma_x=cfg.sigma_x,

@@ -17,6 +17,8 @@
 #   sigma_x_0.2  sigma_x 0.2, beta 0.125: colour term / 4, KL price against it kept, so the
 #                masks' log m_k counts 4x (preset sigma_x_0.2_refine_2; docs/study.md run 9)
 #   sigma_x_0.3  sigma_x 0.3, beta 0.0556 (= 0.5 x (0.1 / 0.3)^2): the masks count 9x
+#   attention_bias  sigma_x_0.3 with the log responsibilities added to the attention logits
+#                (preset attention_bias_sigma_x_0.3; docs/study.md run 11)
 # Since run 10, checkpoints/sprites is the sigma_x_0.3 arm of data seed 2 at step 58,000: its own
 # recipe goes on with ARMS=sigma_x_0.3 SEEDS=2 (`control` then switches it back to the default).
 set -uo pipefail
@@ -42,6 +44,7 @@ flags_of() {
     control)     preset=refine_2 ;;
     sigma_x_0.2) preset=sigma_x_0.2_refine_2 ;;
     sigma_x_0.3) preset=sigma_x_0.3_refine_2 ;;
+    attention_bias) preset=attention_bias_sigma_x_0.3 ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
   "$PY" -c "from experiments import sweep; from experiments.configs import study

@@ -160,7 +160,7 @@ def elbo_gradient(params, x, lam, eps, cfg, prior_lam=None, h=1e-5):
 
 
 # --- section 3.2.2-3.2.3: encoder, Eqs 4-6, refinement (Eq 3) -----------------------------------
-def refine(params, cfg, lam, x, action, grad, loglik_image):
+def refine(params, cfg, lam, x, action, grad, loglik_image, log_masks, means):
   """Eq 3's update: (delta lambda [B,K,2D], attention [B,K,H,W])."""
   b, k, _ = lam.shape
   _, h, w, _ = x.shape
@@ -181,7 +181,16 @@ def refine(params, cfg, lam, x, action, grad, loglik_image):
   if cfg.query_layernorm:
     s = layer_norm(s, params["refiner/~/slot_attention/norm_queries"])
   q = s @ params["refiner/~/slot_attention/queries"]["w"]              # Eq 4
-  attn = softmax(np.einsum("bnd,bkd->bnk", keys, q) / np.sqrt(q.shape[-1]), axis=-1)  # Eq 5
+  logits = np.einsum("bnd,bkd->bnk", keys, q) / np.sqrt(q.shape[-1])
+  bias = cfg.attention.logit_bias        # not in the paper: a given bias on Eq 5's logits
+  if bias != "none":
+    if bias == "log_responsibilities":
+      s_x = cfg.sigma_x
+      log_n = np.sum(-0.5 * ((x[:, None] - means) / s_x) ** 2 - np.log(s_x)
+                     - 0.5 * np.log(2 * np.pi), axis=-1)
+      log_masks = np.log(softmax(log_masks + log_n, axis=1))          # log p(k | x_i)
+    logits = logits + log_masks.reshape(b, k, h * w).transpose(0, 2, 1)
+  attn = softmax(logits, axis=-1)                                      # Eq 5
   weights = attn / (attn.sum(axis=1, keepdims=True) + 1e-8)
   slots_out = np.einsum("bnk,bnd->bkd", weights, values)              # Eq 6
   hidden = [slots_out, grad_n, action_k] + ([lam] if cfg.refine_lambda_input else [])
@@ -269,7 +278,8 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
     fe = frame_elbo(params, x, lam, eps[n], cfg, prior)
     grad = elbo_gradient(params, x, lam, eps[n], cfg, prior)
     if cfg.slot_attention:
-      delta, attn = refine(params, cfg, lam, x, carry.action, grad, fe.loglik_image)
+      delta, attn = refine(params, cfg, lam, x, carry.action, grad, fe.loglik_image,
+                           fe.log_masks, fe.means)
     else:
       delta, attn = refine_iodine(params, cfg, lam, x, carry.action, grad, fe.loglik_image,
                                   fe.log_masks, fe.means)

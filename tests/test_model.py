@@ -225,11 +225,18 @@ def test_refine_all_ignores_burn_in():
 @pytest.mark.parametrize("field,value", [
     ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
-    ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0)])
+    ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0),
+    ("attention.logit_bias", "masks")])
 def test_bad_config_raises_one_line_error(field, value):
   with pytest.raises(ConfigError, match=field.split(".")[-1]) as e:
     build_model(tiny_model_config(**{field: value}))
   assert "\n" not in str(e.value)
+
+
+def test_attention_bias_without_slot_attention_is_refused():
+  with pytest.raises(ConfigError, match="logit_bias.*slot_attention=False"):
+    build_model(tiny_model_config(slot_attention=False,
+                                  **{"attention.logit_bias": "log_masks"}))
 
 
 def test_decode_refined_with_predictive_prior_is_refused():

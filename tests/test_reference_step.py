@@ -25,6 +25,9 @@ CASES = {
     "burn_in": dict(burn_in=1),
     "no_top_down": dict(top_down=False),
     "study_switches": dict(refine_lambda_input=True, query_layernorm=True),
+    "attention_bias_masks": {"attention.logit_bias": "log_masks"},
+    "attention_bias_responsibilities": {"num_refine_steps": 2,
+                                        "attention.logit_bias": "log_responsibilities"},
     "s_iodine": dict(slot_attention=False, use_actions=False, **{"predictor.kind": "lstm"}),
     "op3": dict(slot_attention=False, predictive_prior=True, **{"predictor.kind": "lstm"}),
 }
