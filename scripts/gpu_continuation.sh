@@ -18,7 +18,7 @@
 #                masks' log m_k counts 4x (preset sigma_x_0.2_refine_2; docs/study.md run 9)
 #   sigma_x_0.3  sigma_x 0.3, beta 0.0556 (= 0.5 x (0.1 / 0.3)^2): the masks count 9x
 #   attention_bias  sigma_x_0.3 with the log responsibilities added to the attention logits
-#                (preset attention_bias_sigma_x_0.3; docs/study.md run 11)
+#                (presets sigma_x_0.3_refine_2 + attention_bias_refine_2; docs/study.md run 11)
 # Since run 10, checkpoints/sprites is the sigma_x_0.3 arm of data seed 2 at step 58,000: its own
 # recipe goes on with ARMS=sigma_x_0.3 SEEDS=2 (`control` then switches it back to the default).
 set -uo pipefail
@@ -39,16 +39,17 @@ source scripts/gpu_env.sh || exit 1
   nvidia-smi -L 2>/dev/null; lscpu | grep -E '^Model name|^CPU\(s\)'; } >"$OUT/device.txt" 2>&1
 # An arm's flags are its preset's fields in experiments/configs/study.py (their one home).
 flags_of() {
-  local preset
+  local presets
   case "$1" in
-    control)     preset=refine_2 ;;
-    sigma_x_0.2) preset=sigma_x_0.2_refine_2 ;;
-    sigma_x_0.3) preset=sigma_x_0.3_refine_2 ;;
-    attention_bias) preset=attention_bias_sigma_x_0.3 ;;
+    control)     presets=refine_2 ;;
+    sigma_x_0.2) presets=sigma_x_0.2_refine_2 ;;
+    sigma_x_0.3) presets=sigma_x_0.3_refine_2 ;;
+    attention_bias) presets=sigma_x_0.3_refine_2,attention_bias_refine_2 ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
   "$PY" -c "from experiments import sweep; from experiments.configs import study
-print(' '.join(f'--config.{k}={sweep.format_value(v)}' for k, v in study.PRESETS['$preset'].items()))"
+fields = {k: v for p in '$presets'.split(',') for k, v in study.PRESETS[p].items()}
+print(' '.join(f'--config.{k}={sweep.format_value(v)}' for k, v in fields.items()))"
 }
 [ -d "$INIT/checkpoints" ] || { echo "error: $INIT has no checkpoints/" >&2; exit 1; }
 rm -rf "$ROOT" && mkdir -p "$ROOT"

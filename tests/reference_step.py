@@ -188,7 +188,7 @@ def refine(params, cfg, lam, x, action, grad, loglik_image, log_masks, means):
       s_x = cfg.sigma_x
       log_n = np.sum(-0.5 * ((x[:, None] - means) / s_x) ** 2 - np.log(s_x)
                      - 0.5 * np.log(2 * np.pi), axis=-1)
-      log_masks = np.log(softmax(log_masks + log_n, axis=1))          # log p(k | x_i)
+      log_masks = log_softmax(log_masks + log_n, axis=1)              # log p(k | x_i)
     logits = logits + log_masks.reshape(b, k, h * w).transpose(0, 2, 1)
   attn = softmax(logits, axis=-1)                                      # Eq 5
   weights = attn / (attn.sum(axis=1, keepdims=True) + 1e-8)

@@ -18,8 +18,7 @@ so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the sl
 `lambda_input_refine_2` (run 8: how the inference reads the frame), `sigma_x_0.2_refine_2` and
 `refine_3` (run 9), `sa_encoder_refine_2` (run 9's next lever: what the attention reads from),
 `sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), and
-`attention_bias_refine_2` / `attention_bias_sigma_x_0.3` (run 11: the responsibilities steer the
-attention; the latter against `sigma_x_0.3_refine_2`).
+`attention_bias_refine_2` (run 11: the responsibilities steer the attention).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -79,16 +78,13 @@ PRESETS = {
     "sa_encoder_refine_2": {"model.num_refine_steps": 2,
                             "model.encoder.channels": (64, 64, 64, 64),
                             "model.encoder.kernel_size": 5},
-    # Against `refine_2` / `sigma_x_0.3_refine_2` (run 11): where the attention reads. The
+    # Against `refine_2` (run 11; on the plateau it ran with `sigma_x_0.3_refine_2`'s fields too): where the attention reads. The
     # mixture's log responsibilities added to the attention logits of Eq 5 (not in the paper;
     # default model.attention.logit_bias "none"), so a slot reads the pixels the decode at
     # lambda^{n-1} gives it, outline included (the trained attention wins 35-40 % of a sprite's
     # border). No new parameters: it also continues a trained run.
     "attention_bias_refine_2": {"model.num_refine_steps": 2,
                                 "model.attention.logit_bias": "log_responsibilities"},
-    "attention_bias_sigma_x_0.3": {"model.num_refine_steps": 2, "model.sigma_x": 0.3,
-                                   "model.beta": 0.0556,
-                                   "model.attention.logit_bias": "log_responsibilities"},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
