@@ -152,9 +152,12 @@ def segment_by_logits(frame: np.ndarray, ids: Sequence[int], logits: np.ndarray
   return pred, inter / np.maximum(np.sum(drawn | masks, axis=(1, 2)), 1)
 
 
-def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, float]:
+def decoded_segmentation(net, params, seg: np.ndarray,
+                         inputs_of: Optional[Callable[[int, np.ndarray], np.ndarray]] = None
+                         ) -> Tuple[np.ndarray, float]:
   """Frames seg [N, H, W] -> (ids [N, H, W]: argmax over background logit 0 and each object's
-  decoded logit, mean IoU of the decoded masks)."""
+  decoded logit, mean IoU of the decoded masks). The net's inputs for frame n's objects, given
+  their binary masks [J, H, W]: inputs_of(n, masks), by default the masks themselves."""
   apply = jax.jit(net.apply)         # one compile per number of objects in a frame
   pred, ious = np.zeros_like(seg), []
   for n, frame in enumerate(seg):
@@ -162,7 +165,8 @@ def decoded_segmentation(net, params, seg: np.ndarray) -> Tuple[np.ndarray, floa
     if not ids:
       continue
     masks = np.stack([frame == i for i in ids]).astype(np.float32)
-    logits = np.asarray(apply(params, jnp.asarray(masks)))                   # [J, H, W]
+    inputs = masks if inputs_of is None else inputs_of(n, masks)
+    logits = np.asarray(apply(params, jnp.asarray(inputs)))                  # [J, H, W]
     pred[n], frame_ious = segment_by_logits(frame, ids, logits)
     ious.extend(frame_ious)
   return pred, float(np.mean(ious))

@@ -39,7 +39,6 @@ from typing import Any, Dict, Sequence, Tuple
 
 from absl import app, flags
 import haiku as hk
-import jax
 import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
@@ -64,6 +63,11 @@ def interior(masks: np.ndarray) -> np.ndarray:
   return inner.astype(np.float32)
 
 
+def weight_maps(masks: np.ndarray, weights: str) -> np.ndarray:
+  """Binary masks [M, H, W] -> the weight maps standing in for the attention (`WEIGHTS`)."""
+  return interior(masks) if weights == "interior" else masks.astype(np.float32)
+
+
 def read_inputs(frames: np.ndarray, seg: np.ndarray, weights: str
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Frames [N, H, W, 3] with ids seg [N, H, W] -> (inputs [M, H, W, 4]: the object's frame and
@@ -71,8 +75,8 @@ def read_inputs(frames: np.ndarray, seg: np.ndarray, weights: str
   rows = [(f, i) for f in range(len(seg)) for i in np.unique(seg[f]) if i > 0]
   frame_of = np.asarray([f for f, _ in rows], np.int64)
   masks = np.stack([seg[f] == i for f, i in rows]).astype(np.float32)
-  w = interior(masks) if weights == "interior" else masks
-  inputs = np.concatenate([frames[frame_of].astype(np.float32), w[..., None]], -1)
+  inputs = np.concatenate([frames[frame_of].astype(np.float32),
+                           weight_maps(masks, weights)[..., None]], -1)
   return inputs, masks, frame_of
 
 
@@ -101,17 +105,10 @@ def read_segmentation(net, params, frames: np.ndarray, seg: np.ndarray, weights:
                       ) -> Tuple[np.ndarray, float]:
   """Frames [N, H, W, 3], seg [N, H, W] -> (ids [N, H, W]: argmax over background logit 0 and
   each object's logit read from its weights, mean IoU of (logit > 0) with the object)."""
-  apply = jax.jit(net.apply)          # one compile per number of objects in a frame
-  pred, ious = np.zeros_like(seg), []
-  for n in range(len(seg)):
-    inputs, _, _ = read_inputs(frames[n:n + 1], seg[n:n + 1], weights)
-    if not len(inputs):
-      continue
-    ids = [i for i in np.unique(seg[n]) if i > 0]
-    logits = np.asarray(apply(params, jnp.asarray(inputs)))
-    pred[n], frame_ious = decoder_capacity.segment_by_logits(seg[n], ids, logits)
-    ious.extend(frame_ious)
-  return pred, float(np.mean(ious))
+  def inputs_of(n, masks):
+    frame = np.broadcast_to(frames[n].astype(np.float32), masks.shape + (3,))
+    return np.concatenate([frame, weight_maps(masks, weights)[..., None]], -1)
+  return decoder_capacity.decoded_segmentation(net, params, seg, inputs_of)
 
 
 def run(config, encoders: Sequence[Tuple[Tuple[int, ...], int]], weights_list: Sequence[str],

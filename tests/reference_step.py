@@ -108,6 +108,12 @@ def decode(params, z, h, w, num_layers):
   return x[..., :3], x[..., 3]
 
 
+def component_log_likelihood(x, means, s):
+  """log N(x_i | C_ik, s^2 I) summed over RGB: x [B,H,W,3], means [B,K,H,W,3] -> [B,K,H,W]."""
+  return np.sum(-0.5 * ((x[:, None] - means) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi),
+                axis=-1)
+
+
 def kl(lam_q, lam_p=None):
   """KL(N(mu_q, s_q^2) || N(mu_p, s_p^2)) summed over D: [..., 2D] -> [...]."""
   d = lam_q.shape[-1] // 2
@@ -135,8 +141,7 @@ def frame_elbo(params, x, lam, eps, cfg, prior_lam=None) -> FrameELBO:
   means, logits = decode(params, z, h, w, len(cfg.decoder.channels) + 1)
   log_masks = log_softmax(logits, axis=1)                              # Eq 1
   s = cfg.sigma_x
-  log_n = np.sum(-0.5 * ((x[:, None] - means) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi),
-                 axis=-1)                                              # [B, K, H, W]
+  log_n = component_log_likelihood(x, means, s)                       # [B, K, H, W]
   a = log_masks + log_n
   m = a.max(axis=1, keepdims=True)
   loglik = (m + np.log(np.exp(a - m).sum(axis=1, keepdims=True)))[:, 0]   # Eq 2
@@ -185,9 +190,7 @@ def refine(params, cfg, lam, x, action, grad, loglik_image, log_masks, means):
   bias = cfg.attention.logit_bias        # not in the paper: a given bias on Eq 5's logits
   if bias != "none":
     if bias == "log_responsibilities":
-      s_x = cfg.sigma_x
-      log_n = np.sum(-0.5 * ((x[:, None] - means) / s_x) ** 2 - np.log(s_x)
-                     - 0.5 * np.log(2 * np.pi), axis=-1)
+      log_n = component_log_likelihood(x, means, cfg.sigma_x)
       log_masks = log_softmax(log_masks + log_n, axis=1)              # log p(k | x_i)
     logits = logits + log_masks.reshape(b, k, h * w).transpose(0, 2, 1)
   attn = softmax(logits, axis=-1)                                      # Eq 5
@@ -208,8 +211,7 @@ def refine_iodine(params, cfg, lam, x, action, grad, loglik_image, log_masks, me
   b, k, _ = lam.shape
   _, h, w, _ = x.shape
   s = cfg.sigma_x
-  log_n = np.sum(-0.5 * ((x[:, None] - means) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi),
-                 axis=-1)
+  log_n = component_log_likelihood(x, means, s)
   resp = softmax(log_masks + log_n, axis=1)                            # p(k | x_i)
   ll = loglik_image
   ll = (ll - ll.mean(axis=(1, 2), keepdims=True)) / np.sqrt(

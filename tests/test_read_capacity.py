@@ -2,6 +2,7 @@
 read sees the frame only through its weights (Eq 6 with the attention given) and a tiny run."""
 import haiku as hk
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from absl import app
@@ -103,3 +104,32 @@ def test_tiny_run_reports_each_read(tmp_path):
       assert -1 <= row["fg_ari"] <= 1 and -1 <= row["train_fg_ari"] <= 1
       assert 0 <= row["iou"] <= 1 and 0 <= row["train_iou"] <= 1
     assert np.isfinite(r["final_train_loss"])
+
+
+class _WeightNet:
+  """A 'read' whose logit image is +5 where an object's weights are > 0, -5 elsewhere."""
+
+  def apply(self, params, inputs):
+    del params
+    return jnp.where(inputs[..., 3] > 0, 5.0, -5.0)
+
+
+@pytest.mark.parametrize("weights", ["mask", "interior"])
+def test_read_segmentation_by_hand(weights):
+  """Frame 0: two objects drawn where their weights are: the mask weights give the segmentation
+  itself (IoU 1); the interior ones give the 3 x 3 square's centre only (IoU 1/9), the bar keeps
+  its whole mask (no interior). Frame 1 has no object: left as background, not scored."""
+  frames = np.zeros((2, 5, 6, 3), np.float32)
+  seg = np.zeros((2, 5, 6), np.int32)
+  seg[0, 1:4, 1:4] = 1
+  seg[0, 0, 4:6] = 2
+  pred, iou = read_capacity.read_segmentation(_WeightNet(), None, frames, seg, weights)
+  if weights == "mask":
+    np.testing.assert_array_equal(pred, seg)
+    np.testing.assert_allclose(iou, 1.0)
+  else:
+    expected = np.zeros_like(seg)
+    expected[0, 2, 2] = 1
+    expected[0, 0, 4:6] = 2
+    np.testing.assert_array_equal(pred, expected)
+    np.testing.assert_allclose(iou, (1 / 9 + 1) / 2)

@@ -78,8 +78,8 @@ PRESETS = {
     "sa_encoder_refine_2": {"model.num_refine_steps": 2,
                             "model.encoder.channels": (64, 64, 64, 64),
                             "model.encoder.kernel_size": 5},
-    # Against `refine_2` (run 11; on the plateau it ran with `sigma_x_0.3_refine_2`'s fields too): where the attention reads. The
-    # mixture's log responsibilities added to the attention logits of Eq 5 (not in the paper;
+    # Against `refine_2` (run 11; on the plateau it ran with `sigma_x_0.3_refine_2`'s fields
+    # too): where the attention reads. The mixture's log responsibilities added to the attention logits of Eq 5 (not in the paper;
     # default model.attention.logit_bias "none"), so a slot reads the pixels the decode at
     # lambda^{n-1} gives it, outline included (the trained attention wins 35-40 % of a sprite's
     # border). No new parameters: it also continues a trained run.
