@@ -240,6 +240,15 @@ def make_episode(seed: int, split_id: int, index: int, **params) -> base.Episode
                           **params)
 
 
+def scene_info(data_config, split: str, index: int) -> Tuple[base.Episode, Dict[str, object]]:
+  """(episode, info) of episode `index` of `split` as `build_source` makes it, with the scene
+  behind it (`generate_episode`'s info: shapes, stamps, colours, centres, camera)."""
+  base.check_split(split, "sprites")
+  return generate_episode(
+      np.random.default_rng([int(data_config.get("seed", 0)), SPLIT_IDS[split], index]),
+      **episode_params(data_config), return_info=True)
+
+
 class SpritesSource(sources.GeneratedSource):
   """Sprites episodes generated on the fly (in memory, random access).
 
