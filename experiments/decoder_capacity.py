@@ -19,9 +19,12 @@ masks are (per pixel, the argmax over a background logit 0 and each object's dec
            was trained on): the gap to fg_ari, iou is generalisation from --train_sequences,
            not what the decoder can draw.
 
-Two references on the same frames, needing no model: `disc_oracle_fg_ari` (each object drawn
+Three references on the same frames, needing no model: `disc_oracle_fg_ari` (each object drawn
 as a disc of its own area at its exact centroid; overlaps go to the nearer centre relative to
-the radius) and `nearest_centroid_fg_ari` (every foreground pixel to the nearest centroid).
+the radius), `nearest_centroid_fg_ari` (every foreground pixel to the nearest centroid) and
+`fixed_regions_fg_ari` (the frame cut into K = model.num_slots fixed regions by k-means of the
+pixel coordinates, the same cut for every frame: what FG-ARI gives a segmentation that never
+looks at the image). With --channels= (empty) only the references are computed.
 An upper bound of the decoder's capacity, not what the ELBO makes it learn: if a decoder cannot
 reach a high fg_ari here, training the whole model longer will not make its masks draw shapes.
 Prints one JSON object (and writes it to --output).
@@ -38,6 +41,7 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 import optax
+from sklearn.cluster import KMeans
 
 from benchmarks import common
 from datasets import registry
@@ -75,10 +79,18 @@ def disc_segmentation(seg: np.ndarray, area_scale: float = 1.0) -> np.ndarray:
   return np.asarray(ids + [0])[np.argmax(score, axis=0) - 1] if ids else np.zeros_like(seg)
 
 
+def fixed_regions(h: int, w: int, k: int, seed: int = 0) -> np.ndarray:
+  """[H, W] ids 0..k-1: the H x W grid cut into k regions by k-means of the pixel coordinates
+  (deterministic for a seed); a segmentation that does not depend on the image."""
+  yx = np.stack(np.mgrid[:h, :w], -1).reshape(-1, 2).astype(np.float64)
+  return KMeans(k, n_init=10, random_state=seed).fit_predict(yx).reshape(h, w)
+
+
 def mean_fg_ari(seg: np.ndarray, pred: np.ndarray, num_true: int) -> float:
-  """Mean FG-ARI over frames with foreground; seg, pred [N, H, W] integer ids < num_true."""
+  """Mean FG-ARI over frames with foreground; seg [N, H, W] integer ids < num_true, pred
+  [N, H, W] integer ids >= 0."""
   ari, has_fg = metrics.fg_ari_per_frame(seg[:, None], pred[:, None], num_true=num_true,
-                                         num_pred=num_true)
+                                         num_pred=max(num_true, int(pred.max()) + 1))
   ari, has_fg = np.asarray(ari)[:, 0], np.asarray(has_fg)[:, 0]
   return float(ari[has_fg].mean())
 
@@ -197,6 +209,9 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
                                      num_true),
       nearest_centroid_fg_ari=mean_fg_ari(
           seg, np.stack([disc_segmentation(s, np.inf) for s in seg]), num_true),
+      fixed_regions_fg_ari=mean_fg_ari(
+          seg, np.broadcast_to(fixed_regions(*seg.shape[1:], model.num_slots), seg.shape),
+          num_true),
       decoders=[])
   for channels, basis in itertools.product(channels_list, bases):
     t0, curve = time.time(), []

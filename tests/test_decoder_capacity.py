@@ -30,6 +30,22 @@ def test_nearest_centroid_assigns_every_pixel_to_the_closest_object():
   np.testing.assert_array_equal(ids[:, 5:], np.where(closer_to_3, 3, 1)[:, 5:])
 
 
+def test_fixed_regions_are_quadrants_and_scored_like_sklearn():
+  regions = decoder_capacity.fixed_regions(4, 6, 4)
+  # k-means of a 4 x 6 grid's coordinates into 4: the four 2 x 3 quadrants, in some order.
+  blocks = [regions[y:y + 2, x:x + 3] for y in (0, 2) for x in (0, 3)]
+  assert all(np.all(b == b[0, 0]) for b in blocks)
+  assert sorted(b[0, 0] for b in blocks) == [0, 1, 2, 3]
+  np.testing.assert_array_equal(regions, decoder_capacity.fixed_regions(4, 6, 4))
+  # More regions than true ids: still the FG-ARI sklearn gives on the foreground pixels.
+  rng = np.random.default_rng(1)
+  frames = rng.integers(0, 3, size=(4, 4, 6)).astype(np.int32)
+  pred = np.broadcast_to(decoder_capacity.fixed_regions(4, 6, 5), frames.shape)
+  expected = np.mean([adjusted_rand_score(f[f > 0], p[f > 0]) for f, p in zip(frames, pred)])
+  np.testing.assert_allclose(decoder_capacity.mean_fg_ari(frames, pred, num_true=3), expected,
+                             atol=1e-5)
+
+
 def test_object_masks_and_mean_fg_ari_match_sklearn():
   rng = np.random.default_rng(0)
   seg = rng.integers(0, 4, size=(3, 2, 6, 6)).astype(np.int32)
@@ -51,6 +67,7 @@ def test_tiny_run_reports_each_decoder(tmp_path):
                                 batch_size=8, bases=("linear", "relative"), curve_every=2)
   assert result["num_eval_frames"] == 4 and result["num_train_masks"] >= 6 * 2 * 2
   assert 0 < result["disc_oracle_fg_ari"] <= 1 and 0 < result["nearest_centroid_fg_ari"] <= 1
+  assert -1 <= result["fixed_regions_fg_ari"] <= 1
   assert [(d["channels"], d["basis"]) for d in result["decoders"]] == [
       ([4], "linear"), ([4], "relative"), ([4, 4], "linear"), ([4, 4], "relative")]
   for d in result["decoders"]:
