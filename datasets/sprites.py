@@ -244,9 +244,8 @@ def scene_info(data_config, split: str, index: int) -> Tuple[base.Episode, Dict[
   """(episode, info) of episode `index` of `split` as `build_source` makes it, with the scene
   behind it (`generate_episode`'s info: shapes, stamps, colours, centres, camera)."""
   base.check_split(split, "sprites")
-  return generate_episode(
-      np.random.default_rng([int(data_config.get("seed", 0)), SPLIT_IDS[split], index]),
-      **episode_params(data_config), return_info=True)
+  return make_episode(int(data_config.get("seed", 0)), SPLIT_IDS[split], index,
+                      return_info=True, **episode_params(data_config))
 
 
 class SpritesSource(sources.GeneratedSource):

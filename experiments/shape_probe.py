@@ -33,7 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from datasets import base
 from datasets import sprites
-from experiments import position_probe
+from experiments import position_probe, setup_lib
 
 FLAGS = flags.FLAGS
 WHOLE = 0.9   # visible area / stamp area of a "whole" sprite
@@ -100,11 +100,11 @@ def sprite_rows(seg_last: np.ndarray, objects, data_config, num_frames: int) -> 
 
 def probe(workdir: str, num_sequences: int = 256, folds: int = 5) -> Dict[str, Any]:
   """Runs the probe on the latest checkpoint of `workdir` (module docstring)."""
+  name = setup_lib.config_for_workdir(workdir).data.get("name")
+  if name != "sprites":      # before running the model
+    raise base.DataError(f"shape_probe: needs sprites data (shape labels), got {name!r}")
   lam, maps, seg, step, config = position_probe.slots_and_masks(
       workdir, "eval", num_sequences, what="shape_probe")
-  if config.data.get("name") != "sprites":
-    raise base.DataError(f"shape_probe: needs sprites data (shape labels), got "
-                         f"{config.data.get('name')!r}")
   mu = lam[:, -1, :, :config.model.slot_dim]                     # [B, K, D] last frame
   seg_last = seg[:, -1]
   objects = position_probe.owned_objects(maps["responsibilities"][:, -1], seg_last)
