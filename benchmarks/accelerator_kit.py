@@ -90,7 +90,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", "", "Training workdir (default: /tmp/parts_kit_run).")
   flags.DEFINE_list("train_overrides", [],
                     "a.b=value config overrides for the train stage, e.g. the recipe of the run "
-                    "it resumes when that is not the default (README, Results).")
+                    "it resumes when that is not the default (README, Results); tuple values "
+                    "keep their commas: model.decoder.channels=(64,64,64).")
   flags.DEFINE_integer("num_steps", 200_000, "config.train.num_steps for the train stage (an "
                        "upper bound; the budget stops it first).")
 
@@ -128,6 +129,22 @@ def override_flags(overrides: Dict[str, Any]) -> List[str]:
 # A run's files beside its checkpoints that travel with it (into the kit's workdir and back in
 # checkpoint.tar.gz): the config, the metrics log and the record of config changes on resume.
 RUN_FILES = ("config.json", "metrics.jsonl", setup_lib.CONFIG_HISTORY)
+
+
+def join_override_pieces(pieces: List[str]) -> List[str]:
+  """--train_overrides is a comma-separated list; a value with commas of its own (a tuple, e.g.
+  model.decoder.channels=(64,64,64)) arrives in pieces. A piece without "=" continues the one
+  before it."""
+  joined: List[str] = []
+  for piece in pieces:
+    if "=" in piece or not joined:
+      joined.append(piece)
+    else:
+      joined[-1] += "," + piece
+  bad = [o for o in joined if "=" not in o]
+  if bad:
+    raise app.UsageError(f"--train_overrides entries are a.b=value, got {bad[0]!r}")
+  return joined
 
 
 def _checkpoint_steps(workdir: str) -> List[int]:
@@ -361,7 +378,7 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
                                        "train.num_steps": FLAGS.num_steps})
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/sprites.py",
          f"--workdir={workdir}"] + override_flags(train_overrides) + [
-             f"--config.{o}" for o in FLAGS.train_overrides]
+             f"--config.{o}" for o in join_override_pieces(FLAGS.train_overrides)]
   print(" ".join(cmd), f"  (for {seconds:.0f} s)", flush=True)
   log_path = os.path.join(out, "train.log")
   t0 = time.time()

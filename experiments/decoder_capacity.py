@@ -194,17 +194,19 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
     return np.asarray(registry.first_sequences(
         config.data, split, n, seed=seed, require_segmentations=True,
         what="decoder_capacity")["segmentations"])
-  train_seg = segmentations("train", train_sequences)
-  train = object_masks(train_seg)
   seg = segmentations("eval", eval_sequences)[:, -1]                          # [N, H, W]
-  # The same score on frames it was trained on (last frame of the first train sequences, as
-  # many as eval frames): the gap to `fg_ari` is what the data, not the decoder, costs.
-  seen = train_seg[:len(seg), -1]
-  num_true = int(max(seg.max(), seen.max())) + 1
   model = setup_lib.model_config(config)       # image_size from the data, as in training
-  result = dict(
-      num_train_masks=len(train), num_eval_frames=len(seg), steps=steps, batch_size=batch_size,
-      slot_dim=model.slot_dim, kernel_size=model.decoder.kernel_size,
+  result = dict(num_eval_frames=len(seg))
+  if channels_list:                            # (references only: no train data, no training)
+    train_seg = segmentations("train", train_sequences)
+    train = object_masks(train_seg)
+    # The same score on frames it was trained on (last frame of the first train sequences, as
+    # many as eval frames): the gap to `fg_ari` is what the data, not the decoder, costs.
+    seen = train_seg[:len(seg), -1]
+    result.update(num_train_masks=len(train), steps=steps, batch_size=batch_size,
+                  slot_dim=model.slot_dim, kernel_size=model.decoder.kernel_size)
+  num_true = int(max(seg.max(), seen.max()) if channels_list else seg.max()) + 1
+  result.update(
       disc_oracle_fg_ari=mean_fg_ari(seg, np.stack([disc_segmentation(s) for s in seg]),
                                      num_true),
       nearest_centroid_fg_ari=mean_fg_ari(

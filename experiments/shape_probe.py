@@ -23,6 +23,7 @@ probe's reading, experiments/mask_probe.py), near `pixels` that they hold the sh
 decoder does not draw it. Writes DIR/eval/shape_probe.json (or --output).
 """
 from typing import Any, Dict, List
+import warnings
 
 from absl import app, flags
 import numpy as np
@@ -62,7 +63,11 @@ def classify(features: np.ndarray, labels: np.ndarray, folds: int = 5,
   predicted = np.zeros(n, labels.dtype)
   scores = []
   splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-  for train, test in splitter.split(features, labels):
+  with warnings.catch_warnings():
+    # A class with fewer rows than folds is reported by `probe` (rare_shapes), not warned about.
+    warnings.filterwarnings("ignore", message="The least populated class")
+    splits = list(splitter.split(features, labels))
+  for train, test in splits:
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
     clf.fit(features[train], labels[train])
     predicted[test] = clf.predict(features[test])
@@ -121,6 +126,8 @@ def probe(workdir: str, num_sequences: int = 256, folds: int = 5) -> Dict[str, A
       counts=np.bincount(labels, minlength=len(sprites.SHAPES)).tolist(),
       chance=float(np.bincount(labels).max() / len(labels)),
       chance_whole=float(np.bincount(labels[whole]).max() / max(whole.sum(), 1)))
+  # Shapes with fewer sprites than folds: some test folds hold none of them.
+  result["rare_shapes"] = [s for s, c in zip(sprites.SHAPES, result["counts"]) if 0 < c < folds]
   for name, x in features.items():
     r = classify(x, labels, folds)
     predicted = r.pop("predicted")
@@ -136,6 +143,8 @@ def print_result(result: Dict[str, Any]) -> None:
   print(f"step {result['step']}: {result['num_sprites']} sprites ({result['num_whole']} whole) "
         f"in {result['num_sequences']} eval sequences; chance {result['chance']:.3f} "
         f"(whole {result['chance_whole']:.3f})")
+  if result["rare_shapes"]:
+    print(f"  (fewer sprites than {result['folds']} folds: {', '.join(result['rare_shapes'])})")
   for name in ("slot", "disc", "pixels"):
     r = result[name]
     recall = ", ".join(f"{s} {v:.2f}" for s, v in r["recall_per_shape"].items())

@@ -11,6 +11,7 @@ TIME_LOOPS = ("auto", "scan", "unroll", "windows")
 CONV_IMPLS = ("auto", "xla", "im2col")
 DECODER_BASES = ("linear", "mlp", "relative")   # spatial bases of parts_jax/decoder.py
 ATTENTION_BIASES = ("none", "log_masks", "log_responsibilities")   # parts_jax/attention.py
+PIXEL_LIKELIHOODS = ("mixture", "blend")        # parts_jax/likelihood.py
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -20,6 +21,8 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.slot_dim = 16                # D; lambda = (mu, log sigma) in R^{K x 2D}
   c.beta = 0.5                   # Eq 7
   c.sigma_x = 0.1                # fixed pixel std of Eq 2
+  c.likelihood = "mixture"       # Eq 2 (paper); "blend": N(x; sum_k m_k C_k, sigma_x^2), the
+                                 # MSE of Slot Attention / SAVi (a study candidate)
   c.num_refine_steps = 1         # N (paper default 1)
   c.tbptt = 4                    # stop state gradients every `tbptt` steps; 0 = off
   c.burn_in = 0                  # > 0: refine only the first `burn_in` steps, then predict (4.2)
@@ -105,6 +108,9 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.model.action_scale must be > 0, got {c.action_scale!r}")
   if not c.sigma_x > 0:
     raise ConfigError(f"config.model.sigma_x must be > 0, got {c.sigma_x!r}")
+  if c.likelihood not in PIXEL_LIKELIHOODS:
+    raise ConfigError(f"config.model.likelihood must be one of {PIXEL_LIKELIHOODS}, "
+                      f"got {c.likelihood!r}")
   if not isinstance(c.tbptt, int) or c.tbptt < 0:
     raise ConfigError(f"config.model.tbptt must be an integer >= 0 (0 = off), got {c.tbptt!r}")
   if not isinstance(c.burn_in, int) or c.burn_in < 0:

@@ -22,10 +22,17 @@ class FrameELBO(NamedTuple):
 
 def frame_elbo(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.ndarray,
                lam: jnp.ndarray, *, beta: float, sigma_x: float,
-               prior_lam: Optional[jnp.ndarray] = None) -> FrameELBO:
-  """x [B,H,W,3], means [B,K,H,W,3], mask_logits [B,K,H,W], lam [B,K,2D] (prior_lam same)."""
+               prior_lam: Optional[jnp.ndarray] = None,
+               pixel_likelihood: str = "mixture") -> FrameELBO:
+  """x [B,H,W,3], means [B,K,H,W,3], mask_logits [B,K,H,W], lam [B,K,2D] (prior_lam same).
+
+  pixel_likelihood: "mixture" (Eq 2) or "blend" (parts_jax/likelihood.py)."""
   chex.assert_rank(lam, 3)
-  loglik_image, log_masks = likelihood.mixture_log_likelihood(x, means, mask_logits, sigma_x)
+  if pixel_likelihood not in likelihood.PIXEL_LIKELIHOODS:
+    raise ValueError(f"pixel_likelihood must be one of {tuple(likelihood.PIXEL_LIKELIHOODS)}, "
+                     f"got {pixel_likelihood!r}")
+  loglik_image, log_masks = likelihood.PIXEL_LIKELIHOODS[pixel_likelihood](
+      x, means, mask_logits, sigma_x)
   nll = -jnp.sum(loglik_image, axis=(1, 2))
   kl = jnp.sum(distributions.kl_divergence(lam, prior_lam), axis=1)
   return FrameELBO(elbo=-nll - beta * kl, nll=nll, kl=kl,

@@ -1,7 +1,13 @@
-"""Softmax masks (Eq 1) and the Gaussian-mixture pixel likelihood (Eq 2), in log space.
+"""Softmax masks (Eq 1) and the pixel likelihood (Eq 2), in log space.
 
   m_k = softmax_k(m_hat_k)
-  log p(x_i | z) = logsumexp_k [ log m_ik + sum_c log N(x_ic | C_ikc, sigma_x^2) ]
+  "mixture" (the paper's Eq 2):
+    log p(x_i | z) = logsumexp_k [ log m_ik + sum_c log N(x_ic | C_ikc, sigma_x^2) ]
+  "blend" (not in the paper; the Gaussian on the blended image that Slot Attention and SAVi train
+  with as an MSE, a study candidate, `model.likelihood`):
+    log p(x_i | z) = sum_c log N(x_ic | sum_k m_ik C_ikc, sigma_x^2)
+  Under the mixture a soft mask costs log m_ik wherever the colours already tell the components
+  apart; under the blend every pixel where soft masks mix two different colours is wrong.
 """
 from typing import Tuple
 
@@ -56,6 +62,21 @@ def mixture_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.
   component_loglik = component_log_likelihood(x, means, sigma_x)    # [B, K, H, W]
   loglik = jax.nn.logsumexp(log_masks + component_loglik, axis=1)   # [B, H, W]
   return loglik, log_masks
+
+
+def blend_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.ndarray,
+                         sigma_x: float) -> Tuple[jnp.ndarray, jnp.ndarray]:
+  """Per-pixel log N(x_i | sum_k m_ik C_ik, sigma_x^2 I); arguments and returns as
+  `mixture_log_likelihood`'s."""
+  chex.assert_rank(x, 4)
+  chex.assert_rank(means, 5)
+  chex.assert_equal_shape([means[:, 0], x])
+  log_masks = jax.nn.log_softmax(mask_logits, axis=1)
+  recon = mixture_mean(jnp.exp(log_masks), means)                   # [B, H, W, 3]
+  return component_log_likelihood(x, recon[:, None], sigma_x)[:, 0], log_masks
+
+
+PIXEL_LIKELIHOODS = {"mixture": mixture_log_likelihood, "blend": blend_log_likelihood}
 
 
 def mixture_mean(masks: jnp.ndarray, means: jnp.ndarray) -> jnp.ndarray:

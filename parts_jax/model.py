@@ -75,7 +75,8 @@ class PARTS:
 
     def init(x, action, lam):
       means, mask_logits = decoder(distributions.split_lambda(lam)[0])
-      fe = elbo.frame_elbo(x, means, mask_logits, lam, beta=cfg.beta, sigma_x=cfg.sigma_x)
+      fe = elbo.frame_elbo(x, means, mask_logits, lam, beta=cfg.beta, sigma_x=cfg.sigma_x,
+                           pixel_likelihood=cfg.likelihood)
       refiner(lam, x, action, lam, fe.loglik_image, fe.log_masks, means)
       predictor(lam, action, predictor.initial_state(*lam.shape[:2]))
 
@@ -168,7 +169,8 @@ class PARTS:
     """
     means, mask_logits = self.decode_fn(params, distributions.sample(lam, eps))
     fe = elbo.frame_elbo(x, means, mask_logits, lam, beta=self.config.beta,
-                         sigma_x=self.config.sigma_x, prior_lam=prior_lam)
+                         sigma_x=self.config.sigma_x, prior_lam=prior_lam,
+                         pixel_likelihood=self.config.likelihood)
     return -jnp.sum(fe.elbo), (fe, means)
 
   # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------

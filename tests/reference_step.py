@@ -134,17 +134,22 @@ class FrameELBO(NamedTuple):
 
 
 def frame_elbo(params, x, lam, eps, cfg, prior_lam=None) -> FrameELBO:
-  """Eq 7 with one sample z = mu + sigma * eps; Eq 1 masks, Eq 2 mixture likelihood."""
+  """Eq 7 with one sample z = mu + sigma * eps; Eq 1 masks, Eq 2 mixture likelihood (or the
+  blended-image Gaussian with cfg.likelihood == "blend")."""
   d = lam.shape[-1] // 2
   z = lam[..., :d] + np.exp(lam[..., d:]) * eps
   h, w = x.shape[1:3]
   means, logits = decode(params, z, h, w, len(cfg.decoder.channels) + 1)
   log_masks = log_softmax(logits, axis=1)                              # Eq 1
   s = cfg.sigma_x
-  log_n = component_log_likelihood(x, means, s)                       # [B, K, H, W]
-  a = log_masks + log_n
-  m = a.max(axis=1, keepdims=True)
-  loglik = (m + np.log(np.exp(a - m).sum(axis=1, keepdims=True)))[:, 0]   # Eq 2
+  if cfg.likelihood == "blend":      # not in the paper: N(x_i; sum_k m_ik C_ik, s^2 I)
+    recon = np.sum(np.exp(log_masks)[..., None] * means, axis=1)      # [B, H, W, 3]
+    loglik = np.sum(-0.5 * ((x - recon) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi), -1)
+  else:
+    log_n = component_log_likelihood(x, means, s)                     # [B, K, H, W]
+    a = log_masks + log_n
+    m = a.max(axis=1, keepdims=True)
+    loglik = (m + np.log(np.exp(a - m).sum(axis=1, keepdims=True)))[:, 0]   # Eq 2
   nll = -loglik.sum(axis=(1, 2))
   kl_b = kl(lam, prior_lam).sum(axis=1)
   return FrameELBO(-nll - cfg.beta * kl_b, nll, kl_b, loglik, log_masks, means)

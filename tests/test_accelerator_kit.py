@@ -12,6 +12,7 @@ import sys
 import tarfile
 
 import numpy as np
+import pytest
 
 from benchmarks import accelerator_kit
 from experiments import host_devices
@@ -141,3 +142,12 @@ def test_extrapolated_flops_equal_the_unrolled_count():
   assert [p.name for p in programs] == ["key", "sequence", "update"]
   whole = sum(p.calls * common.compiled_flops(p.fn, *p.args) for p in programs)
   np.testing.assert_allclose(estimate, whole, rtol=0.01)
+
+
+def test_train_overrides_keep_the_commas_of_tuple_values():
+  pieces = "model.sigma_x=0.3,model.decoder.channels=(64,64,64),seed=2".split(",")
+  assert accelerator_kit.join_override_pieces(pieces) == [
+      "model.sigma_x=0.3", "model.decoder.channels=(64,64,64)", "seed=2"]
+  assert accelerator_kit.join_override_pieces([]) == []
+  with pytest.raises(Exception, match="a.b=value"):
+    accelerator_kit.join_override_pieces(["model.sigma_x"])

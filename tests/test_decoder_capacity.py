@@ -76,3 +76,17 @@ def test_tiny_run_reports_each_decoder(tmp_path):
     assert np.isfinite(d["final_train_loss"]) and -1 <= d["fg_ari"] <= 1 and 0 <= d["iou"] <= 1
     assert -1 <= d["train_fg_ari"] <= 1 and 0 <= d["train_iou"] <= 1
     assert 0 <= d["curve"][0]["train_iou"] <= 1
+
+
+def test_references_only_run_trains_nothing(tmp_path):
+  """channels_list empty (`--channels=`): the model-free references, no training fields, and the
+  same reference values as a run that also trains a decoder."""
+  c = sprites.get_config()
+  c.data.update(image_size=12, num_frames=2, num_train=6, num_eval=4, data_dir=str(tmp_path))
+  c.model.slot_dim = 4
+  refs = decoder_capacity.run(c, [], steps=3, train_sequences=6, eval_sequences=4)
+  assert refs["decoders"] == [] and "steps" not in refs and "num_train_masks" not in refs
+  full = decoder_capacity.run(c, [(4,)], steps=1, train_sequences=6, eval_sequences=4,
+                              batch_size=8)
+  for key in ("disc_oracle_fg_ari", "nearest_centroid_fg_ari", "fixed_regions_fg_ari"):
+    assert refs[key] == full[key]

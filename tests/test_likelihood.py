@@ -2,6 +2,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from parts_jax import distributions, elbo, likelihood
 
@@ -33,6 +34,36 @@ def test_mixture_log_likelihood_matches_numpy():
   expected = np.log(np.sum(masks * dens, axis=1))
   np.testing.assert_allclose(loglik, expected, rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(np.exp(log_masks), masks, atol=1e-6)
+
+
+def test_blend_log_likelihood_matches_numpy():
+  x, means, logits = _random_decoder_outputs(6)
+  sigma = 0.2
+  loglik, log_masks = likelihood.blend_log_likelihood(x, means, logits, sigma)
+  # Non-log-space float64: N(x_i; sum_k m_ik C_ik, s^2 I), the density written out.
+  x64, m64, l64 = x.astype(np.float64), means.astype(np.float64), logits.astype(np.float64)
+  masks = np.exp(l64) / np.sum(np.exp(l64), axis=1, keepdims=True)
+  recon = np.einsum("bkhw,bkhwc->bhwc", masks, m64)
+  dens = np.prod(np.exp(-0.5 * ((x64 - recon) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi)),
+                 axis=-1)
+  np.testing.assert_allclose(loglik, np.log(dens), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(np.exp(log_masks), masks, atol=1e-6)
+
+
+def test_blend_punishes_soft_masks_where_the_mixture_does_not():
+  # Two components, each exactly right on its own pixel; masks 0.5 / 0.5 everywhere. The mixture
+  # loses only log 2 per pixel; the blend is off by half the colour difference, by hand:
+  # per pixel -0.5 * 3 * (0.5 / 0.1)^2 - 3 * log(0.1 * sqrt(2 pi)).
+  x = np.zeros((1, 1, 2, 3), np.float32)
+  x[0, 0, 1] = 1.0
+  means = np.stack([np.zeros((1, 2, 3)), np.ones((1, 2, 3))])[None].astype(np.float32)
+  logits = np.zeros((1, 2, 1, 2), np.float32)
+  s = 0.1
+  log_norm = -3 * np.log(s * np.sqrt(2 * np.pi))
+  mix, _ = likelihood.mixture_log_likelihood(x, means, logits, s)
+  blend, _ = likelihood.blend_log_likelihood(x, means, logits, s)
+  np.testing.assert_allclose(mix, np.full((1, 1, 2), log_norm - np.log(2)), rtol=1e-5)
+  np.testing.assert_allclose(blend, np.full((1, 1, 2), log_norm - 1.5 * 25), rtol=1e-5)
 
 
 def test_log_likelihood_is_stable_for_tiny_sigma():
@@ -69,6 +100,12 @@ def test_frame_elbo_combines_terms_with_beta():
   kl = np.sum(np.asarray(distributions.kl_divergence(jnp.asarray(lam))), axis=1)
   np.testing.assert_allclose(fe.kl, kl, rtol=1e-6)
   np.testing.assert_allclose(fe.elbo, -fe.nll - 0.5 * kl, rtol=1e-6)
+  fb = elbo.frame_elbo(x, means, logits, lam, beta=0.5, sigma_x=0.2, pixel_likelihood="blend")
+  lb, _ = likelihood.blend_log_likelihood(x, means, logits, 0.2)
+  np.testing.assert_allclose(fb.nll, -np.sum(lb, axis=(1, 2)), rtol=1e-6)
+  np.testing.assert_allclose(fb.elbo, -fb.nll - 0.5 * kl, rtol=1e-6)
+  with pytest.raises(ValueError, match="pixel_likelihood"):
+    elbo.frame_elbo(x, means, logits, lam, beta=0.5, sigma_x=0.2, pixel_likelihood="mse")
 
 
 def test_sample_is_reparameterised():

@@ -226,7 +226,7 @@ def test_refine_all_ignores_burn_in():
     ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
     ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0),
-    ("attention.logit_bias", "masks")])
+    ("attention.logit_bias", "masks"), ("likelihood", "mse")])
 def test_bad_config_raises_one_line_error(field, value):
   with pytest.raises(ConfigError, match=field.split(".")[-1]) as e:
     build_model(tiny_model_config(**{field: value}))

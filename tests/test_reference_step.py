@@ -3,7 +3,7 @@
 `PARTS.apply` give the reference's ELBO, KL, NLL, masks, reconstruction, attention and posterior
 at every step, for N = 1 and 2, the fixed and the predictive prior, with lambda_t^N decoded
 into the loss (decode_refined), with and without actions,
-with burn-in (roll-out steps), with the segmentation study's switches, and for the S-IODINE and
+with burn-in (roll-out steps), with the segmentation study's switches (the blended-image likelihood among them), and for the S-IODINE and
 OP3 rows (IODINE-style refiner); and PARTS.rollout past the end of the batch."""
 import jax
 import numpy as np
@@ -28,6 +28,7 @@ CASES = {
     "attention_bias_masks": {"attention.logit_bias": "log_masks"},
     "attention_bias_responsibilities": {"num_refine_steps": 2,
                                         "attention.logit_bias": "log_responsibilities"},
+    "blend_likelihood": dict(num_refine_steps=2, likelihood="blend"),
     "s_iodine": dict(slot_attention=False, use_actions=False, **{"predictor.kind": "lstm"}),
     "op3": dict(slot_attention=False, predictive_prior=True, **{"predictor.kind": "lstm"}),
 }

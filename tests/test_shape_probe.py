@@ -69,4 +69,6 @@ def test_probe_of_a_workdir(tmp_path):
   for name in ("slot", "disc", "pixels"):
     assert 0.0 <= result[name]["accuracy"] <= 1.0 and len(result[name]["fold_accuracy"]) == 2
   assert max(result["counts"]) / expected == pytest.approx(result["chance"])
+  assert result["rare_shapes"] == [s for s, c in zip(result["shapes"], result["counts"])
+                                   if 0 < c < 2]
   json.dumps(result)   # The CLI writes it as JSON.

@@ -18,7 +18,8 @@ so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the sl
 `lambda_input_refine_2` (run 8: how the inference reads the frame), `sigma_x_0.2_refine_2` and
 `refine_3` (run 9), `sa_encoder_refine_2` (run 9's next lever: what the attention reads from),
 `sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), and
-`attention_bias_refine_2` (run 11: the responsibilities steer the attention).
+`attention_bias_refine_2` (run 11: the responsibilities steer the attention) and
+`blend_refine_2` (run 13: Slot Attention's blended-image likelihood instead of Eq 2's mixture).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
 from experiments.configs import common, sprites
@@ -85,6 +86,11 @@ PRESETS = {
     # border). No new parameters: it also continues a trained run.
     "attention_bias_refine_2": {"model.num_refine_steps": 2,
                                 "model.attention.logit_bias": "log_responsibilities"},
+    # Against `refine_2` too (run 13): the pixel likelihood. The Gaussian on the blended image
+    # sum_k m_k C_k (Slot Attention's and SAVi's MSE) instead of Eq 2's mixture (default
+    # model.likelihood "mixture", the paper's): a soft mask that mixes two colours is wrong at
+    # that pixel, where under the mixture it costs only log m_k (issue cause 4).
+    "blend_refine_2": {"model.num_refine_steps": 2, "model.likelihood": "blend"},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
