@@ -17,7 +17,10 @@ Each run's workdir is ROOT/<preset>/seed<k>, or ROOT/<preset>/<field=value,...>/
 grid axes. --dry_run prints one shell line per run (train && evaluate) for a cluster launcher.
 Otherwise the runs go in subprocesses, seed-major (all presets' first seed, then the next), --jobs
 at a time (default 1); a run whose eval/metrics.json exists is skipped, so re-running the command
-resumes the sweep (train itself resumes from checkpoints).
+resumes the sweep (train itself resumes from checkpoints), unless it was evaluated before the
+step that --config.train.num_steps (or a train.num_steps grid axis) asks for: then training
+resumes to that step and the new evaluation replaces the old (copy it out first to keep it), so
+the same command with a larger num_steps continues a finished sweep.
 Finally `collect(ROOT)` gathers every ROOT/**/eval/metrics.json into ROOT/results.csv and
 ROOT/results.md: one row per run, then per group (the folder above seed<k>) the mean and the
 population standard deviation (ddof=0) over its runs of fg_ari, ari and mse, and, for runs
@@ -188,6 +191,16 @@ def metrics_path(workdir: str) -> str:
   return os.path.join(workdir, "eval", "metrics.json")
 
 
+def evaluated_step(workdir: str) -> Optional[int]:
+  """The step of WORKDIR/eval/metrics.json (-1 where it names none: counted as finished), None
+  if not evaluated."""
+  if not os.path.exists(metrics_path(workdir)):
+    return None
+  with open(metrics_path(workdir)) as f:
+    step = json.load(f).get("step")
+  return -1 if step is None else int(step)
+
+
 def single_thread_env(env: Dict[str, str]) -> Dict[str, str]:
   """`env` with XLA:CPU limited to one thread (unless XLA_FLAGS already sets a thread option):
   on a CPU, N single-threaded runs side by side train faster in total than N runs that each
@@ -237,9 +250,15 @@ def run_all(runs: Sequence[Run], overrides: Dict[str, Any], jobs: int = 1) -> Li
     raise SweepError(f"--jobs must be >= 1, got {jobs}")
   todo = []
   for i, run in enumerate(schedule(runs)):
-    if os.path.exists(metrics_path(run.workdir)):
+    step = evaluated_step(run.workdir)
+    target = run.grid.get("train.num_steps", overrides.get("train.num_steps"))
+    if step is not None and (target is None or step < 0 or step >= int(target)):
       print(f"[{i + 1}/{len(runs)}] {run.workdir}: already evaluated, skipping", flush=True)
     else:
+      if step is not None:
+        print(f"[{i + 1}/{len(runs)}] {run.workdir}: evaluated at step {step} < "
+              f"train.num_steps={target}: training resumes, then evaluation replaces "
+              f"eval/metrics.json", flush=True)
       todo.append((i, run))
   with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
     ok = list(pool.map(lambda ir: _run_one(ir[0], len(runs), ir[1], overrides, jobs), todo))

@@ -46,7 +46,7 @@ class TrainStep:
 
   def _update(self, state, grads, sums, num_frames):
     scalars = lowering.per_frame(sums, num_frames)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
     finite = jnp.isfinite(scalars["loss"]) & jnp.isfinite(grad_norm)

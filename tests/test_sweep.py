@@ -84,6 +84,22 @@ def test_run_all_skips_evaluated_runs(tmp_path, monkeypatch):
   assert [a[2] for a in called] == ["experiments.train", "experiments.evaluate"]
   assert all(f"--workdir={runs[1].workdir}" in a and "--config.train.num_steps=5" in a
              for a in called)
+  # Evaluated at step 5, asked for 8: seed 0 resumes (train, then evaluate); seed 1, evaluated
+  # at 8, is skipped.
+  def evaluated_at(workdir, text):
+    os.makedirs(os.path.join(workdir, "eval"), exist_ok=True)
+    with open(sweep.metrics_path(workdir), "w") as f:
+      f.write(text)
+  evaluated_at(runs[0].workdir, '{"step": 5}')
+  evaluated_at(runs[1].workdir, '{"step": 8}')
+  called.clear()
+  assert sweep.run_all(runs, {"train.num_steps": 8}) == []
+  assert [a[2] for a in called] == ["experiments.train", "experiments.evaluate"]
+  assert all(f"--workdir={runs[0].workdir}" in a and "--config.train.num_steps=8" in a
+             for a in called)
+  # Without a num_steps override an evaluated run is skipped, as before.
+  called.clear()
+  assert sweep.run_all(runs, {}) == [] and called == []
 
 
 def test_run_all_jobs_seed_major_logs_and_failures(tmp_path, monkeypatch):
