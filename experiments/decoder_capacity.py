@@ -197,6 +197,7 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
   seg = segmentations("eval", eval_sequences)[:, -1]                          # [N, H, W]
   model = setup_lib.model_config(config)       # image_size from the data, as in training
   result = dict(num_eval_frames=len(seg))
+  num_true = int(seg.max()) + 1
   if channels_list:                            # (references only: no train data, no training)
     train_seg = segmentations("train", train_sequences)
     train = object_masks(train_seg)
@@ -205,7 +206,7 @@ def run(config, channels_list: Sequence[Tuple[int, ...]], steps: int, train_sequ
     seen = train_seg[:len(seg), -1]
     result.update(num_train_masks=len(train), steps=steps, batch_size=batch_size,
                   slot_dim=model.slot_dim, kernel_size=model.decoder.kernel_size)
-  num_true = int(max(seg.max(), seen.max()) if channels_list else seg.max()) + 1
+    num_true = max(num_true, int(seen.max()) + 1)
   result.update(
       disc_oracle_fg_ari=mean_fg_ari(seg, np.stack([disc_segmentation(s) for s in seg]),
                                      num_true),

@@ -144,7 +144,7 @@ def frame_elbo(params, x, lam, eps, cfg, prior_lam=None) -> FrameELBO:
   s = cfg.sigma_x
   if cfg.likelihood == "blend":      # not in the paper: N(x_i; sum_k m_ik C_ik, s^2 I)
     recon = np.sum(np.exp(log_masks)[..., None] * means, axis=1)      # [B, H, W, 3]
-    loglik = np.sum(-0.5 * ((x - recon) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi), -1)
+    loglik = component_log_likelihood(x, recon[:, None], s)[:, 0]
   else:
     log_n = component_log_likelihood(x, means, s)                     # [B, K, H, W]
     a = log_masks + log_n

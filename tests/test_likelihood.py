@@ -15,6 +15,19 @@ def _random_decoder_outputs(seed, b=2, k=4, h=5, w=6):
   return x, means, logits
 
 
+def _float64_inputs(x, means, logits):
+  """x and means in float64, and the softmax masks over K computed directly in float64."""
+  l64 = logits.astype(np.float64)
+  masks = np.exp(l64) / np.sum(np.exp(l64), axis=1, keepdims=True)
+  return x.astype(np.float64), means.astype(np.float64), masks
+
+
+def _normal_density(x, mean, sigma):
+  """N(x; mean, sigma^2 I) over the last (RGB) axis, not in log space."""
+  return np.prod(np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi)),
+                 axis=-1)
+
+
 def test_masks_sum_to_one_per_pixel():
   _, _, logits = _random_decoder_outputs(0)
   masks = likelihood.masks_from_logits(jnp.asarray(logits))
@@ -27,11 +40,8 @@ def test_mixture_log_likelihood_matches_numpy():
   sigma = 0.3
   loglik, log_masks = likelihood.mixture_log_likelihood(x, means, logits, sigma)
   # Direct (non-log-space) NumPy computation in float64: p(x_i) = sum_k m_k N(x_i; C_k, s^2 I).
-  x64, m64, l64 = x.astype(np.float64), means.astype(np.float64), logits.astype(np.float64)
-  masks = np.exp(l64) / np.sum(np.exp(l64), axis=1, keepdims=True)
-  dens = np.prod(np.exp(-0.5 * ((x64[:, None] - m64) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi)),
-                 axis=-1)
-  expected = np.log(np.sum(masks * dens, axis=1))
+  x64, m64, masks = _float64_inputs(x, means, logits)
+  expected = np.log(np.sum(masks * _normal_density(x64[:, None], m64, sigma), axis=1))
   np.testing.assert_allclose(loglik, expected, rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(np.exp(log_masks), masks, atol=1e-6)
 
@@ -41,12 +51,10 @@ def test_blend_log_likelihood_matches_numpy():
   sigma = 0.2
   loglik, log_masks = likelihood.blend_log_likelihood(x, means, logits, sigma)
   # Non-log-space float64: N(x_i; sum_k m_ik C_ik, s^2 I), the density written out.
-  x64, m64, l64 = x.astype(np.float64), means.astype(np.float64), logits.astype(np.float64)
-  masks = np.exp(l64) / np.sum(np.exp(l64), axis=1, keepdims=True)
+  x64, m64, masks = _float64_inputs(x, means, logits)
   recon = np.einsum("bkhw,bkhwc->bhwc", masks, m64)
-  dens = np.prod(np.exp(-0.5 * ((x64 - recon) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi)),
-                 axis=-1)
-  np.testing.assert_allclose(loglik, np.log(dens), rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(loglik, np.log(_normal_density(x64, recon, sigma)), rtol=1e-5,
+                             atol=1e-4)
   np.testing.assert_allclose(np.exp(log_masks), masks, atol=1e-6)
 
 

@@ -3,8 +3,9 @@
 `PARTS.apply` give the reference's ELBO, KL, NLL, masks, reconstruction, attention and posterior
 at every step, for N = 1 and 2, the fixed and the predictive prior, with lambda_t^N decoded
 into the loss (decode_refined), with and without actions,
-with burn-in (roll-out steps), with the segmentation study's switches (the blended-image likelihood among them), and for the S-IODINE and
-OP3 rows (IODINE-style refiner); and PARTS.rollout past the end of the batch."""
+with burn-in (roll-out steps), with the segmentation study's switches (the blended-image
+likelihood among them), and for the S-IODINE and OP3 rows (IODINE-style refiner); and
+PARTS.rollout past the end of the batch."""
 import jax
 import numpy as np
 import pytest
