@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from parts_jax import distributions, elbo, likelihood
+from parts_jax import config, distributions, elbo, likelihood
 
 
 def _random_decoder_outputs(seed, b=2, k=4, h=5, w=6):
@@ -72,6 +72,11 @@ def test_blend_punishes_soft_masks_where_the_mixture_does_not():
   blend, _ = likelihood.blend_log_likelihood(x, means, logits, s)
   np.testing.assert_allclose(mix, np.full((1, 1, 2), log_norm - np.log(2)), rtol=1e-5)
   np.testing.assert_allclose(blend, np.full((1, 1, 2), log_norm - 1.5 * 25), rtol=1e-5)
+
+
+def test_config_names_every_pixel_likelihood_the_module_implements():
+  # The config validates names from its own tuple (no jax import); the model looks them up here.
+  assert tuple(likelihood.PIXEL_LIKELIHOODS) == config.PIXEL_LIKELIHOODS
 
 
 def test_log_likelihood_is_stable_for_tiny_sigma():
