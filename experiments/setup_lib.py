@@ -48,6 +48,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                       f"{static_steps!r}")
   if not config.train.learning_rate > 0:
     raise ConfigError(f"config.train.learning_rate must be > 0, got {config.train.learning_rate}")
+  start = config.train.get("decay_start", -1)
+  if not isinstance(start, int) or isinstance(start, bool) or start < -1:
+    raise ConfigError(f"config.train.decay_start must be an integer >= 0, or -1 (no decay), "
+                      f"got {start!r}")
+  if start >= 0:
+    check_positive_int("train.decay_steps", config.train.decay_steps)
+    final = config.train.decay_final_fraction
+    if not 0.0 <= final <= 1.0:
+      raise ConfigError(f"config.train.decay_final_fraction must be in [0, 1], got {final}")
   validate_model_config(model_config(config))
   n = jax.device_count()
   for path in ("train.batch_size", "eval.batch_size"):

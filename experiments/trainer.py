@@ -12,10 +12,25 @@ from parts_jax import lowering
 _step_key = jax.jit(jax.random.fold_in)   # the noise key of step s: fold_in(state["rng"], s)
 
 
+def learning_rate(train_config: ml_collections.ConfigDict) -> optax.Schedule:
+  """step -> learning rate: linear warm-up, constant, then (from `decay_start`, if >= 0) linear
+  decay over `decay_steps` to `decay_final_fraction` of it (a cool-down; not in the paper)."""
+  warmup = optax.linear_schedule(0.0, train_config.learning_rate,
+                                 max(train_config.warmup_steps, 1))
+  start = train_config.get("decay_start", -1)
+  if start < 0:
+    return warmup
+  steps, final = train_config.decay_steps, train_config.decay_final_fraction
+
+  def schedule(count):
+    done = jnp.clip((count - start) / steps, 0.0, 1.0)
+    return warmup(count) * (1.0 - (1.0 - final) * done)
+  return schedule
+
+
 def make_optimizer(train_config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """RMSProp with global-norm clipping (section 4) and a linear warm-up."""
-  lr = optax.linear_schedule(0.0, train_config.learning_rate,
-                             max(train_config.warmup_steps, 1))
+  """RMSProp with global-norm clipping (section 4) and `learning_rate`'s schedule."""
+  lr = learning_rate(train_config)
   return optax.chain(
       optax.clip_by_global_norm(train_config.grad_clip_norm),
       optax.rmsprop(lr, decay=train_config.rmsprop_decay, eps=train_config.rmsprop_eps))

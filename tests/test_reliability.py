@@ -244,7 +244,7 @@ BAD_CONFIGS = [
     ("train.batch_size", 0), ("train.num_steps", 0), ("train.num_steps", -3),
     ("model.beta", -0.1), ("model.sigma_x", 0.0), ("model.sigma_x", -1.0),
     ("model.predictor.kind", "gru"), ("eval.batch_size", 0), ("train.learning_rate", 0.0),
-    ("eval.static_steps", -1),
+    ("eval.static_steps", -1), ("train.decay_start", -2),
 ]
 
 
