@@ -19,7 +19,7 @@
 #   sigma_x_0.3  sigma_x 0.3, beta 0.0556 (= 0.5 x (0.1 / 0.3)^2): the masks count 9x
 #   attention_bias  sigma_x_0.3 with the log responsibilities added to the attention logits
 #                (presets sigma_x_0.3_refine_2 + attention_bias_refine_2; docs/study.md run 11)
-# Since run 10, checkpoints/sprites is the sigma_x_0.3 arm of data seed 2 at step 58,000: its own
+# Since run 10, checkpoints/sprites is the sigma_x_0.3 arm of data seed 2 (step 58,000 then, continued since: README Results): its own
 # recipe goes on with ARMS=sigma_x_0.3 SEEDS=2 (`control` then switches it back to the default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
