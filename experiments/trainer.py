@@ -17,7 +17,7 @@ def learning_rate(train_config: ml_collections.ConfigDict) -> optax.Schedule:
   decay over `decay_steps` to `decay_final_fraction` of it (a cool-down; not in the paper)."""
   warmup = optax.linear_schedule(0.0, train_config.learning_rate,
                                  max(train_config.warmup_steps, 1))
-  start = train_config.get("decay_start", -1)
+  start = train_config.decay_start   # every train config has it (experiments/configs/common.py)
   if start < 0:
     return warmup
   steps, final = train_config.decay_steps, train_config.decay_final_fraction

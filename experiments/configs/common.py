@@ -33,9 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
                                      # them (experiments/host_devices.py); no effect on GPU/TPU
   c.train.learning_rate = 3e-4       # chosen (not given in the paper)
   c.train.warmup_steps = 500         # chosen (linear warm-up)
-  c.train.decay_start = -1           # chosen (not in the paper): the step from which the
-  c.train.decay_steps = 0            # learning rate falls linearly over decay_steps steps to
-  c.train.decay_final_fraction = 0.0   # decay_final_fraction of itself; -1 = constant after warm-up
+  c.train.decay_start = -1           # chosen (not in the paper): -1 = the rate stays constant
+  c.train.decay_steps = 0            # after the warm-up; else from step decay_start it falls
+  c.train.decay_final_fraction = 0.0   # linearly over decay_steps steps to this fraction of itself
   c.train.rmsprop_decay = 0.9        # chosen
   c.train.rmsprop_eps = 1e-6         # chosen
   c.train.grad_clip_norm = 5.0       # paper: global norm 5.0
