@@ -71,6 +71,15 @@ def ridge_probe(features: np.ndarray, targets: np.ndarray, ridge: float = 1e-2) 
               num_train=m, num_test=n - m)
 
 
+def run_and_sequences(workdir: str, split: str, num_sequences: int, what: str) -> Tuple[Any, Any]:
+  """(the run's config (DIR/config.json), one batch of the first num_sequences of `split` with
+  their segmentations, as experiments.evaluate reads them)."""
+  config = setup_lib.config_for_workdir(workdir)
+  batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
+                                   require_segmentations=True, what=f"{what} {workdir}")
+  return config, batch
+
+
 def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0,
                     what: str = "position_probe",
                     maps: Sequence[str] = ("responsibilities",)
@@ -82,9 +91,7 @@ def slots_and_masks(workdir: str, split: str, num_sequences: int, chunk: int = 0
   Returns (lambda [B, T, K, 2D] the refined posteriors lambda_t^N = (mu, log sigma),
   {name: [B, T, K, H, W]} for each of `maps` (keys of `PARTS.segmentation_maps`:
   "responsibilities", "attention", ...), segmentations [B, T, H, W], step, config)."""
-  config = setup_lib.config_for_workdir(workdir)
-  batch = registry.first_sequences(config.data, split, num_sequences, seed=config.eval.seed,
-                                   require_segmentations=True, what=f"{what} {workdir}")
+  config, batch = run_and_sequences(workdir, split, num_sequences, what)
   n = len(batch["video"])
   chunk = min(chunk, n) if chunk > 0 else n
   parts = [{k: v[start:start + chunk] for k, v in batch.items() if v is not None}

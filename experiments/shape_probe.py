@@ -111,9 +111,18 @@ def probe(workdir: str, num_sequences: int = 256, folds: int = 5) -> Dict[str, A
   lam, maps, seg, step, config = position_probe.slots_and_masks(
       workdir, "eval", num_sequences, what="shape_probe")
   mu = lam[:, -1, :, :config.model.slot_dim]                     # [B, K, D] last frame
-  seg_last = seg[:, -1]
-  objects = position_probe.owned_objects(maps["responsibilities"][:, -1], seg_last)
-  rows = sprite_rows(seg_last, objects, config.data, seg.shape[1])
+  result = probe_slots(mu, maps["responsibilities"][:, -1], seg[:, -1], config.data,
+                       seg.shape[1], folds)
+  return dict(workdir=workdir, step=step, **result)
+
+
+def probe_slots(mu: np.ndarray, resp: np.ndarray, seg_last: np.ndarray, data_config,
+                num_frames: int, folds: int = 5) -> Dict[str, Any]:
+  """The probe's rows from slot means mu [B, K, D], responsibilities resp [B, K, H, W] (they
+  pick each sprite's owner slot) and the segmentation seg_last [B, H, W] of the last of
+  `num_frames` frames of eval sequences 0..B-1."""
+  objects = position_probe.owned_objects(resp, seg_last)
+  rows = sprite_rows(seg_last, objects, data_config, num_frames)
   labels = rows["labels"]
   whole = rows["area"] >= WHOLE * rows["stamp_area"]
   features = {
@@ -121,7 +130,7 @@ def probe(workdir: str, num_sequences: int = 256, folds: int = 5) -> Dict[str, A
       "disc": np.concatenate([rows["area"][:, None], rows["centroid"]], 1).astype(np.float64),
       "pixels": rows["crops"]}
   result: Dict[str, Any] = dict(
-      workdir=workdir, step=step, num_sequences=int(seg.shape[0]), num_sprites=len(labels),
+      num_sequences=int(seg_last.shape[0]), num_sprites=len(labels),
       num_whole=int(whole.sum()), shapes=list(sprites.SHAPES), folds=folds,
       counts=np.bincount(labels, minlength=len(sprites.SHAPES)).tolist(),
       chance=float(np.bincount(labels).max() / len(labels)),

@@ -132,7 +132,8 @@ def _squeeze_masks(masks) -> np.ndarray:
 
 def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
                         path: Optional[str] = None, num_true: Optional[int] = None,
-                        steps: Optional[Sequence[int]] = None) -> np.ndarray:
+                        steps: Optional[Sequence[int]] = None,
+                        column_labels: Optional[Sequence[str]] = None) -> np.ndarray:
   """Frames, reconstructions, segmentations and per-slot components over time (PARTS Fig. 5).
 
   Args:
@@ -145,6 +146,8 @@ def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
     path: optional output file.
     num_true: number of ground-truth ids for colouring (default: max id + 1).
     steps: the time step of each column, for the column labels (default 0..T-1).
+    column_labels: labels of the columns instead of "t=<step>" (e.g. when the columns are the
+      last frames of T different sequences).
 
   Returns:
     uint8 image; rows: input, recon, predicted segmentation (argmax over K), ground truth (if
@@ -170,7 +173,10 @@ def segmentation_figure(video, recon, masks, slot_recons=None, true_seg=None,
   steps = range(t) if steps is None else list(steps)
   if len(steps) != t:
     raise ValueError(f"steps has {len(steps)} entries for {t} frames")
-  image = _grid(rows, labels, [f"t={i}" for i in steps], row_colors)
+  column_labels = [f"t={i}" for i in steps] if column_labels is None else list(column_labels)
+  if len(column_labels) != t:
+    raise ValueError(f"column_labels has {len(column_labels)} entries for {t} frames")
+  image = _grid(rows, labels, column_labels, row_colors)
   return _save(image, path)
 
 

@@ -71,6 +71,14 @@ def test_segmentation_figure(data, tmp_path):
   np.testing.assert_array_equal(_tile(relabelled, 2, 1), _tile(image, 2, 1))
   with pytest.raises(ValueError, match="steps"):
     vis.segmentation_figure(video, recon, masks, steps=[0])
+  # Free column labels (columns that are different sequences): the labels of `steps` replaced.
+  named = vis.segmentation_figure(video, recon, masks[..., None],
+                                  steps=[10 * i + 7 for i in range(T)],
+                                  column_labels=[f"seq {i}" for i in range(T)])
+  assert named.shape == image.shape and not np.array_equal(named, relabelled)
+  np.testing.assert_array_equal(_tile(named, 2, 1), _tile(image, 2, 1))
+  with pytest.raises(ValueError, match="column_labels"):
+    vis.segmentation_figure(video, recon, masks, column_labels=["a"])
 
 
 def test_attention_figure(data, tmp_path):

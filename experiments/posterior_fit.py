@@ -1,0 +1,232 @@
+r"""Posterior fit: is the plateau in the inference or in the decoder?
+
+  python -m experiments.posterior_fit --workdir=DIR [--num_sequences=128] [--steps=1000]
+      [--learning_rate=0.03] [--curve_every=100] [--elbo_samples=8] [--output=FILE]
+      [--figures=DIR] [--figure_sequences=8]
+
+The model's masks are discs whatever the sprite's shape, and the slots hold little of the shape
+(experiments.shape_probe). Either the trained decoder draws an outline from some z and the
+refinement network does not find that z (an amortisation gap), or no z the decoder knows draws
+one that the ELBO prefers (the gap is in what the decoder learned). This tells them apart
+without training the model: for the last frame x (T-1) of the first --num_sequences eval
+sequences it starts from the model's refined posterior lambda^N (`apply`'s "posterior") and fits
+lambda to that frame alone by Adam on -ELBO(x; lambda) (Eq 7 with the run's sigma_x, beta,
+pixel likelihood and fixed N(0, I) prior; one fresh reparameterised sample per step, summed over
+frames, so each frame's lambda follows its own gradient), the decoder and everything else fixed.
+
+Every --curve_every steps (and at 0, the model's own posterior) it reports, on the same frames:
+  elbo, kl:   per frame, the mean over --elbo_samples fixed noise draws (the same at every point);
+  fg_ari, ari, fg_in_background_slot, object_mask_contrast:  of the masks decoded at mu (at 0
+              the evaluator's "masks_refined" diagnostic on these frames);
+and at the start and the end the shape probe (experiments.shape_probe.probe_slots) on mu, owners
+from the responsibilities of the decode at mu, and `oracle_masks`: what outlines are worth to
+the pixel likelihood there. log p(x | z) (the run's Eq 2, summed over pixels, mean over frames)
+of the decode at mu with its own masks, and with the same components under the true
+segmentation's masks (each sprite's pixels to its owner slot, the background to the slot whose
+responsibilities win most of it; m = (1 - eps) one-hot + eps / K, for each eps of ORACLE_EPS):
+the nats per frame that masks with the exact outlines would add at most, with these components.
+Reading: masks whose FG-ARI and shape probe climb as the ELBO rises mean the decoder can draw
+outlines and the refinement stops short of them; an ELBO that rises with masks that stay discs
+means the outline is not where the decoder puts ELBO; what `oracle_masks` still gains after the
+fit, the decoder cannot draw from any z it knows (docs/study.md run 16: both). Writes DIR/eval/posterior_fit.json (or --output), and two segmentation figures of the
+last frames of the first --figure_sequences sequences (columns), decoded at mu before and after
+the fit: FIGURES/posterior_fit_{model,fitted}.png (default FIGURES: DIR/figures).
+"""
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+from absl import app, flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import evaluator, position_probe, setup_lib, shape_probe
+from parts_jax import distributions, likelihood, lowering, metrics
+from parts_jax import visualize as vis
+
+FLAGS = flags.FLAGS
+ORACLE_EPS = (1e-1, 1e-2, 1e-3, 1e-4)
+
+
+def true_slot_map(resp: np.ndarray, seg: np.ndarray) -> np.ndarray:
+  """[B, H, W] the slot each pixel belongs to under the ground truth seg [B, H, W]: a sprite's
+  pixels to its owner slot (`position_probe.owned_objects` of resp [B, K, H, W]), background
+  pixels to the slot whose responsibilities win most of them (ties: the lowest k)."""
+  won = np.argmax(resp, axis=1)
+  slots = np.zeros(seg.shape, np.int32)
+  for b in range(seg.shape[0]):
+    background = seg[b] == 0
+    if background.any():
+      slots[b][background] = np.argmax(np.bincount(won[b][background], minlength=resp.shape[1]))
+  for b, obj, k in position_probe.owned_objects(resp, seg):
+    slots[b][seg[b] == obj] = k
+  return slots
+
+
+def fit_curve(model, params, x: jnp.ndarray, lam0: jnp.ndarray, *, steps: int,
+              learning_rate: float, curve_every: int, rng: jax.Array,
+              measure) -> List[Dict[str, Any]]:
+  """Adam on sum over frames of -ELBO(x; lambda) from lam0 [B, K, 2D], x [B, H, W, 3].
+
+  `measure(lam, step)` -> a dict of numbers, called at step 0, every curve_every steps and at
+  the last; returns their list, each with "step" and "seconds" (fitting time so far)."""
+  if steps < 0 or curve_every < 1:
+    raise ValueError(f"steps must be >= 0 and curve_every >= 1, got {steps}, {curve_every}")
+  opt = optax.adam(learning_rate)
+
+  @jax.jit
+  def update(lam, state, key):
+    eps = distributions.standard_normal(key, lam)
+    grad = jax.grad(lambda l: model.negative_elbo(params, x, l, eps)[0])(lam)
+    delta, state = opt.update(grad, state)
+    return optax.apply_updates(lam, delta), state
+
+  lam, state, seconds = lam0, opt.init(lam0), 0.0
+  curve = [dict(step=0, seconds=0.0, **measure(lam, 0))]
+  for step in range(1, steps + 1):
+    start = time.time()
+    lam, state = jax.block_until_ready(update(lam, state, jax.random.fold_in(rng, step)))
+    seconds += time.time() - start
+    if step % curve_every == 0 or step == steps:
+      row = dict(step=step, seconds=seconds, **measure(lam, step))
+      curve.append(row)
+      print(" | ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                       for k, v in row.items() if not isinstance(v, (dict, list))), flush=True)
+  return curve
+
+
+def fit(workdir: str, num_sequences: int = 128, steps: int = 1000, learning_rate: float = 0.03,
+        curve_every: int = 100, elbo_samples: int = 8, folds: int = 5,
+        figures: Optional[str] = None, figure_sequences: int = 8) -> Dict[str, Any]:
+  """Runs the fit on the latest checkpoint of `workdir` (module docstring); with `figures`
+  (a directory) it also draws the figures there; their paths are in the result's "figures"."""
+  if elbo_samples < 1 or figure_sequences < 1:
+    raise ValueError(f"elbo_samples and figure_sequences must be >= 1, got {elbo_samples}, "
+                     f"{figure_sequences}")
+  config, batch = position_probe.run_and_sequences(workdir, "eval", num_sequences,
+                                                    "posterior_fit")
+  model, params, step = setup_lib.restore_model(config, workdir, batch)
+  num_true = config.eval.max_ids
+  out = lowering.compile_forward(model, model.apply)(
+      params, jax.random.PRNGKey(config.eval.seed), batch)
+  x = jnp.asarray(batch["video"][:, -1])                               # [B, H, W, 3]
+  seg = jnp.asarray(batch["segmentations"][:, -1])                     # [B, H, W]
+  lam0 = jnp.asarray(out["posterior"][:, -1])                          # [B, K, 2D]
+  noise = [distributions.standard_normal(jax.random.PRNGKey(1000 + i), lam0)
+           for i in range(elbo_samples)]
+  sprites = config.data.get("name") == "sprites"
+
+  @jax.jit
+  def scores(lam):
+    elbos, kls = [], []
+    for eps in noise:
+      fe = model.negative_elbo(params, x, lam, eps)[1][0]
+      elbos.append(fe.elbo)
+      kls.append(fe.kl)
+    mu = distributions.split_lambda(lam)[0]
+    decoded = model.decode(params, mu)
+    masks = decoded["masks"][:, None]                                   # [B, 1, K, H, W]
+    seg_t = seg[:, None]
+    found = evaluator.segmentation_metrics(seg_t, masks, num_true)
+    has_fg = found["has_fg"][:, 0]
+    resp = likelihood.responsibilities(x, decoded["components"], jnp.log(decoded["masks"]),
+                                       config.model.sigma_x)
+    fg_ari_resp = metrics.fg_ari_per_frame(seg_t, resp[:, None], num_true=num_true)[0][:, 0]
+    fg_mean = lambda v: jnp.sum(jnp.where(has_fg, v, 0.0)) / jnp.maximum(jnp.sum(has_fg), 1)
+    return dict(
+        elbo=jnp.mean(jnp.stack(elbos)), kl=jnp.mean(jnp.stack(kls)),
+        fg_ari=fg_mean(found["fg_ari"][:, 0]), ari=jnp.mean(found["ari"]),
+        fg_ari_responsibilities=fg_mean(fg_ari_resp),
+        fg_in_background_slot=fg_mean(metrics.foreground_in_background_slot(seg_t, masks)[:, 0]),
+        object_mask_contrast=fg_mean(
+            metrics.object_mask_contrast(seg_t, masks, num_true)[:, 0]),
+        mu=mu, resp=resp, decoded=jax.tree.map(lambda a: a[:figure_sequences], decoded))
+
+  pixel_loglik = likelihood.PIXEL_LIKELIHOODS[config.model.likelihood]
+
+  @jax.jit
+  def oracle(lam, slots):
+    """Per frame log p(x | mu) with the decoder's masks, and with the true masks per eps."""
+    decoded = model.decode(params, distributions.split_lambda(lam)[0])
+    frame = lambda masks: jnp.sum(pixel_loglik(x, decoded["components"], jnp.log(masks),
+                                               config.model.sigma_x)[0], axis=(1, 2))
+    one_hot = jnp.moveaxis(jax.nn.one_hot(slots, lam.shape[1]), -1, 1)   # [B, K, H, W]
+    return frame(decoded["masks"]), [frame((1 - e) * one_hot + e / lam.shape[1])
+                                     for e in ORACLE_EPS]
+
+  probes, drawn, oracles = {}, {}, {}
+
+  def measure(lam, at):
+    found = scores(lam)
+    mu, resp = np.asarray(found.pop("mu")), np.asarray(found.pop("resp"))
+    decoded = found.pop("decoded")
+    if figures and at in (0, steps):
+      name = os.path.join(figures, f"posterior_fit_{'model' if at == 0 else 'fitted'}.png")
+      n = decoded["masks"].shape[0]
+      vis.segmentation_figure(batch["video"][:n, -1], decoded["recon"], decoded["masks"],
+                              decoded["components"], batch["segmentations"][:n, -1], name,
+                              num_true=num_true, column_labels=[f"seq {i}" for i in range(n)])
+      drawn["model" if at == 0 else "fitted"] = name
+    if at in (0, steps):
+      own, true = oracle(lam, true_slot_map(resp, np.asarray(seg)))
+      oracles["model" if at == 0 else "fitted"] = dict(
+          loglik=float(np.mean(own)), true_masks={str(e): float(np.mean(t))
+                                                  for e, t in zip(ORACLE_EPS, true)},
+          gain=float(max(np.mean(t) for t in true) - np.mean(own)))
+    if sprites and at in (0, steps):
+      probes[at] = shape_probe.probe_slots(mu, resp, np.asarray(seg), config.data,
+                                           batch["video"].shape[1], folds)
+    return {k: float(v) for k, v in found.items()}
+
+  curve = fit_curve(model, params, x, lam0, steps=steps, learning_rate=learning_rate,
+                    curve_every=curve_every, rng=jax.random.PRNGKey(config.eval.seed + 1),
+                    measure=measure)
+  return dict(
+      workdir=workdir, step=step, num_sequences=int(x.shape[0]), frame="last (T-1)",
+      steps=steps, learning_rate=learning_rate, elbo_samples=elbo_samples,
+      sigma_x=float(config.model.sigma_x), beta=float(config.model.beta),
+      likelihood=config.model.likelihood, curve=curve,
+      shape_probe={("model" if at == 0 else "fitted"): {name: probes[at][name]["accuracy"]
+                                                        for name in ("slot", "disc", "pixels")}
+                   for at in sorted(probes)},
+      shape_probe_detail={str(at): p for at, p in probes.items()}, oracle_masks=oracles,
+      figures=drawn)
+
+
+def main(argv: List[str]):
+  del argv
+  result = fit(FLAGS.workdir, FLAGS.num_sequences, FLAGS.steps, FLAGS.learning_rate,
+               FLAGS.curve_every, FLAGS.elbo_samples,
+               figures=FLAGS.figures or os.path.join(FLAGS.workdir, "figures"),
+               figure_sequences=FLAGS.figure_sequences)
+  first, last = result["curve"][0], result["curve"][-1]
+  for name in ("elbo", "kl", "fg_ari", "ari", "fg_ari_responsibilities", "fg_in_background_slot",
+               "object_mask_contrast"):
+    print(f"{name:26s} model's posterior {first[name]:10.4f} | fitted ({last['step']} steps) "
+          f"{last[name]:10.4f}")
+  for at, row in result["oracle_masks"].items():
+    print(f"log p(x|mu) per frame ({at}): own masks {row['loglik']:.1f}, true masks "
+          + ", ".join(f"{v:.1f} (eps {e})" for e, v in row["true_masks"].items())
+          + f": at most +{row['gain']:.1f} nats from the outlines")
+  for at, row in result["shape_probe"].items():
+    print(f"shape probe ({at}): slot {row['slot']:.3f}, disc {row['disc']:.3f}, "
+          f"pixels {row['pixels']:.3f}")
+  for path in result["figures"].values():
+    print(f"Wrote {path}")
+  print(f"Wrote {position_probe.write_result(result, FLAGS.workdir, FLAGS.output, 'posterior_fit.json')}")
+
+
+if __name__ == "__main__":
+  flags.DEFINE_string("workdir", None, "Training workdir.")
+  flags.DEFINE_integer("num_sequences", 128, "Eval sequences (the first ones, in order).")
+  flags.DEFINE_integer("steps", 1000, "Adam steps on lambda.")
+  flags.DEFINE_float("learning_rate", 0.03, "Adam learning rate for lambda.")
+  flags.DEFINE_integer("curve_every", 100, "Measure every this many steps.")
+  flags.DEFINE_integer("elbo_samples", 8, "Fixed noise draws for the reported ELBO.")
+  flags.DEFINE_string("output", None, "Output JSON (default WORKDIR/eval/posterior_fit.json).")
+  flags.DEFINE_string("figures", None, "Figure directory (default WORKDIR/figures).")
+  flags.DEFINE_integer("figure_sequences", 8, "Sequences (columns) in the figures.")
+  flags.mark_flags_as_required(["workdir"])
+  app.run(main)
