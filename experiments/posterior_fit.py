@@ -28,9 +28,10 @@ the nats per frame that masks with the exact outlines would add at most, with th
 Reading: masks whose FG-ARI and shape probe climb as the ELBO rises mean the decoder can draw
 outlines and the refinement stops short of them; an ELBO that rises with masks that stay discs
 means the outline is not where the decoder puts ELBO; what `oracle_masks` still gains after the
-fit, the decoder cannot draw from any z it knows (docs/study.md run 16: both). Writes DIR/eval/posterior_fit.json (or --output), and two segmentation figures of the
-last frames of the first --figure_sequences sequences (columns), decoded at mu before and after
-the fit: FIGURES/posterior_fit_{model,fitted}.png (default FIGURES: DIR/figures).
+fit, the decoder cannot draw from any z it knows (docs/study.md run 16: both). Writes
+DIR/eval/posterior_fit.json (or --output), and two segmentation figures of the last frames of
+the first --figure_sequences sequences (columns), decoded at mu before and after the fit:
+FIGURES/posterior_fit_{model,fitted}.png (default FIGURES: DIR/figures).
 """
 import os
 import time
@@ -120,65 +121,66 @@ def fit(workdir: str, num_sequences: int = 128, steps: int = 1000, learning_rate
 
   @jax.jit
   def scores(lam):
-    elbos, kls = [], []
-    for eps in noise:
-      fe = model.negative_elbo(params, x, lam, eps)[1][0]
-      elbos.append(fe.elbo)
-      kls.append(fe.kl)
+    """ELBO and KL (means over frames and noise draws), the decode at mu and per-frame [B]
+    segmentation scores of its masks and responsibilities."""
+    fes = [model.negative_elbo(params, x, lam, eps)[1][0] for eps in noise]
     mu = distributions.split_lambda(lam)[0]
     decoded = model.decode(params, mu)
     masks = decoded["masks"][:, None]                                   # [B, 1, K, H, W]
     seg_t = seg[:, None]
     found = evaluator.segmentation_metrics(seg_t, masks, num_true)
-    has_fg = found["has_fg"][:, 0]
     resp = likelihood.responsibilities(x, decoded["components"], jnp.log(decoded["masks"]),
                                        config.model.sigma_x)
-    fg_ari_resp = metrics.fg_ari_per_frame(seg_t, resp[:, None], num_true=num_true)[0][:, 0]
-    fg_mean = lambda v: jnp.sum(jnp.where(has_fg, v, 0.0)) / jnp.maximum(jnp.sum(has_fg), 1)
-    return dict(
-        elbo=jnp.mean(jnp.stack(elbos)), kl=jnp.mean(jnp.stack(kls)),
-        fg_ari=fg_mean(found["fg_ari"][:, 0]), ari=jnp.mean(found["ari"]),
-        fg_ari_responsibilities=fg_mean(fg_ari_resp),
-        fg_in_background_slot=fg_mean(metrics.foreground_in_background_slot(seg_t, masks)[:, 0]),
-        object_mask_contrast=fg_mean(
-            metrics.object_mask_contrast(seg_t, masks, num_true)[:, 0]),
-        mu=mu, resp=resp, decoded=jax.tree.map(lambda a: a[:figure_sequences], decoded))
+    per_frame = dict(
+        fg_ari=found["fg_ari"],
+        fg_ari_responsibilities=metrics.fg_ari_per_frame(seg_t, resp[:, None],
+                                                         num_true=num_true)[0],
+        fg_in_background_slot=metrics.foreground_in_background_slot(seg_t, masks),
+        object_mask_contrast=metrics.object_mask_contrast(seg_t, masks, num_true))
+    means = dict(elbo=jnp.mean(jnp.stack([fe.elbo for fe in fes])),
+                 kl=jnp.mean(jnp.stack([fe.kl for fe in fes])), ari=jnp.mean(found["ari"]))
+    return means, per_frame, found["has_fg"], mu, resp, decoded
 
   pixel_loglik = likelihood.PIXEL_LIKELIHOODS[config.model.likelihood]
 
   @jax.jit
-  def oracle(lam, slots):
-    """Per frame log p(x | mu) with the decoder's masks, and with the true masks per eps."""
-    decoded = model.decode(params, distributions.split_lambda(lam)[0])
+  def oracle(decoded, slots):
+    """Per frame log p(x | mu) of the decode at mu with its own masks, and with the true masks
+    (`true_slot_map` slots [B, H, W]) for each eps of ORACLE_EPS."""
+    k = decoded["masks"].shape[1]
     frame = lambda masks: jnp.sum(pixel_loglik(x, decoded["components"], jnp.log(masks),
                                                config.model.sigma_x)[0], axis=(1, 2))
-    one_hot = jnp.moveaxis(jax.nn.one_hot(slots, lam.shape[1]), -1, 1)   # [B, K, H, W]
-    return frame(decoded["masks"]), [frame((1 - e) * one_hot + e / lam.shape[1])
-                                     for e in ORACLE_EPS]
+    one_hot = jnp.moveaxis(jax.nn.one_hot(slots, k), -1, 1)             # [B, K, H, W]
+    return frame(decoded["masks"]), [frame((1 - e) * one_hot + e / k) for e in ORACLE_EPS]
 
   probes, drawn, oracles = {}, {}, {}
 
   def measure(lam, at):
-    found = scores(lam)
-    mu, resp = np.asarray(found.pop("mu")), np.asarray(found.pop("resp"))
-    decoded = found.pop("decoded")
-    if figures and at in (0, steps):
-      name = os.path.join(figures, f"posterior_fit_{'model' if at == 0 else 'fitted'}.png")
-      n = decoded["masks"].shape[0]
-      vis.segmentation_figure(batch["video"][:n, -1], decoded["recon"], decoded["masks"],
-                              decoded["components"], batch["segmentations"][:n, -1], name,
-                              num_true=num_true, column_labels=[f"seq {i}" for i in range(n)])
-      drawn["model" if at == 0 else "fitted"] = name
-    if at in (0, steps):
-      own, true = oracle(lam, true_slot_map(resp, np.asarray(seg)))
-      oracles["model" if at == 0 else "fitted"] = dict(
-          loglik=float(np.mean(own)), true_masks={str(e): float(np.mean(t))
-                                                  for e, t in zip(ORACLE_EPS, true)},
-          gain=float(max(np.mean(t) for t in true) - np.mean(own)))
-    if sprites and at in (0, steps):
+    means, per_frame, has_fg, mu, resp, decoded = scores(lam)
+    # As the evaluator's diagnostics: means over the frames with foreground.
+    row = {k: float(v) for k, v in means.items()}
+    row.update({k: metrics.summarize_fg_ari(v, has_fg)["fg_ari"] for k, v in per_frame.items()})
+    if at not in (0, steps):
+      return row
+    label = "model" if at == 0 else "fitted"
+    mu, resp = np.asarray(mu), np.asarray(resp)
+    if figures:
+      shown = jax.tree.map(lambda a: a[:figure_sequences], decoded)
+      n = shown["masks"].shape[0]
+      drawn[label] = os.path.join(figures, f"posterior_fit_{label}.png")
+      vis.segmentation_figure(batch["video"][:n, -1], shown["recon"], shown["masks"],
+                              shown["components"], batch["segmentations"][:n, -1],
+                              drawn[label], num_true=num_true,
+                              column_labels=[f"seq {i}" for i in range(n)])
+    own, true = oracle(decoded, true_slot_map(resp, np.asarray(seg)))
+    oracles[label] = dict(
+        loglik=float(np.mean(own)),
+        true_masks={str(e): float(np.mean(t)) for e, t in zip(ORACLE_EPS, true)},
+        gain=float(max(np.mean(t) for t in true) - np.mean(own)))
+    if sprites:
       probes[at] = shape_probe.probe_slots(mu, resp, np.asarray(seg), config.data,
                                            batch["video"].shape[1], folds)
-    return {k: float(v) for k, v in found.items()}
+    return row
 
   curve = fit_curve(model, params, x, lam0, steps=steps, learning_rate=learning_rate,
                     curve_every=curve_every, rng=jax.random.PRNGKey(config.eval.seed + 1),
@@ -204,8 +206,9 @@ def main(argv: List[str]):
   first, last = result["curve"][0], result["curve"][-1]
   for name in ("elbo", "kl", "fg_ari", "ari", "fg_ari_responsibilities", "fg_in_background_slot",
                "object_mask_contrast"):
-    print(f"{name:26s} model's posterior {first[name]:10.4f} | fitted ({last['step']} steps) "
-          f"{last[name]:10.4f}")
+    value = lambda v: f"{v:10.4f}" if v is not None else "      none"   # no foreground frame
+    print(f"{name:26s} model's posterior {value(first[name])} | fitted ({last['step']} steps) "
+          f"{value(last[name])}")
   for at, row in result["oracle_masks"].items():
     print(f"log p(x|mu) per frame ({at}): own masks {row['loglik']:.1f}, true masks "
           + ", ".join(f"{v:.1f} (eps {e})" for e, v in row["true_masks"].items())

@@ -71,8 +71,8 @@ def test_fit_of_a_workdir(tmp_path):
   assert curve[-1]["elbo"] > curve[0]["elbo"]          # the fit raises the ELBO it fits
   # Independently at step 0: the masks of the refined posterior decoded at its mean, argmax per
   # pixel, scikit-learn's ARI on the foreground pixels of the last frame.
-  _, maps, seg, _, _ = position_probe.slots_and_masks(workdir, "eval", NUM_EVAL,
-                                                      maps=("masks_refined",))
+  lam, maps, seg, _, config = position_probe.slots_and_masks(workdir, "eval", NUM_EVAL,
+                                                             maps=("masks_refined",))
   pred, seg = np.argmax(maps["masks_refined"][:, -1], axis=1), seg[:, -1]
   scores = [adjusted_rand_score(s[s > 0], p[s > 0]) for s, p in zip(seg, pred) if (s > 0).any()]
   assert curve[0]["fg_ari"] == pytest.approx(np.mean(scores), abs=1e-4)
@@ -81,7 +81,6 @@ def test_fit_of_a_workdir(tmp_path):
   assert set(result["shape_probe"]) == {"model", "fitted"}
   # The oracle rows at step 0, by hand in NumPy: Eq 2's log-likelihood of the decode at mu with
   # its own masks, and with the true segmentation's masks (eps 1e-2).
-  lam, _, _, _, config = position_probe.slots_and_masks(workdir, "eval", NUM_EVAL, maps=())
   run_config, batch = position_probe.run_and_sequences(workdir, "eval", NUM_EVAL, "test")
   model, params, _ = setup_lib.restore_model(run_config, workdir, batch)
   decoded = model.decode(params, lam[:, -1, :, :config.model.slot_dim])
