@@ -77,12 +77,8 @@ def fit_curve(model, params, x: jnp.ndarray, lam0: jnp.ndarray, *, steps: int,
     raise ValueError(f"steps must be >= 0 and curve_every >= 1, got {steps}, {curve_every}")
   opt = optax.adam(learning_rate)
 
-  @jax.jit
-  def update(lam, state, key):
-    eps = distributions.standard_normal(key, lam)
-    grad = jax.grad(lambda l: model.negative_elbo(params, x, l, eps)[0])(lam)
-    delta, state = opt.update(grad, state)
-    return optax.apply_updates(lam, delta), state
+  update = jax.jit(lambda lam, state, key: model.posterior_update(params, x, lam, state, opt,
+                                                                 key))
 
   lam, state, seconds = lam0, opt.init(lam0), 0.0
   curve = [dict(step=0, seconds=0.0, **measure(lam, 0))]

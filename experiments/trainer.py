@@ -56,7 +56,8 @@ class TrainStep:
     self.update = jax.jit(self._update, static_argnums=(3,), donate_argnums=(0,))
 
   def grads(self, state, batch):
-    """(grads, `lowering.frame_sums`: elbo/kl/nll/mse summed over B and T) for one batch."""
+    """(grads, `lowering.frame_sums`: elbo/kl/nll/mse, and fitted_elbo when on, summed over B
+    and T) for one batch."""
     return self.gradients(state["params"], _step_key(state["rng"], state["step"]), batch)
 
   def _update(self, state, grads, sums, num_frames):
@@ -90,7 +91,7 @@ class TrainStep:
     grads = jax.tree.map(like, state["params"])
     scalar = jax.ShapeDtypeStruct((), jnp.float32, sharding=getattr(state["step"], "sharding",
                                                                      None))
-    sums = {k: scalar for k in lowering.SUMMED}
+    sums = {k: scalar for k in lowering.summed(self.model.config)}
     b, t = batch["video"].shape[:2]
     return ([lowering.Program("key", _step_key, (state["rng"], state["step"]), 1)]
             + self.gradients.programs(state["params"], key, batch)

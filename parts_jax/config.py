@@ -41,6 +41,12 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.decode_refined = False       # True: also decode lambda_t^N and average its ELBO into the
                                  # step's loss; the masks are then lambda_t^N's (paper: N = 1's
                                  # lambda_t^1 "do[es] not get decoded", 3.2.3)
+  # Semi-amortised training (not in the paper; SA-VAE, Kim et al. 2018): with steps > 0, after
+  # the N learned refinements lambda_t^N is fitted further by `steps` Adam steps on -ELBO(x_t)
+  # (decoder fixed, learning_rate), and the ELBO at that fitted lambda, held fixed, joins the
+  # step's loss ("fitted_elbo"): a decoder term only. lambda_t^N itself goes on to the predictor
+  # and its masks are the ones measured. docs/study.md run 17.
+  c.semi_amortized = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.03))
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
@@ -102,6 +108,13 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   if c.decode_refined and c.predictive_prior:
     raise ConfigError("config.model.decode_refined=True has no meaning with predictive_prior=True, "
                       "which already decodes (only) the refined lambda_t^N; set one of them")
+  sa = c.semi_amortized
+  if not isinstance(sa.steps, int) or isinstance(sa.steps, bool) or sa.steps < 0:
+    raise ConfigError(f"config.model.semi_amortized.steps must be an integer >= 0 (0 = off), "
+                      f"got {sa.steps!r}")
+  if sa.steps and not sa.learning_rate > 0:
+    raise ConfigError(f"config.model.semi_amortized.learning_rate must be > 0, "
+                      f"got {sa.learning_rate!r}")
   if not c.beta >= 0:
     raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
   if not c.action_scale > 0:

@@ -28,26 +28,40 @@ import jax
 import jax.numpy as jnp
 
 Outputs = Dict[str, jnp.ndarray]
-SUMMED = ("elbo", "kl", "nll", "mse")      # the per-frame terms that `frame_sums` adds up
+SUMMED = ("elbo", "kl", "nll", "mse")      # the per-frame terms of every step (`summed`)
 
 
 # --- The loss (3.3) ----------------------------------------------------------------------------
+def summed(model_config) -> Tuple[str, ...]:
+  """The per-frame terms `frame_sums` adds up: SUMMED, and "fitted_elbo" under semi-amortised
+  training (model_config.semi_amortized.steps > 0)."""
+  return SUMMED + (("fitted_elbo",) if model_config.semi_amortized.steps else ())
+
+
 def frame_sums(outs: Outputs) -> Dict[str, jnp.ndarray]:
-  """Sums over all frames (time- or batch-major alike) of the per-frame terms SUMMED: scalars."""
-  return {k: jnp.sum(outs[k]) for k in SUMMED}
+  """Sums over all frames (time- or batch-major alike) of the per-frame terms `summed`
+  (those in outs): scalars."""
+  return {k: jnp.sum(outs[k]) for k in SUMMED + ("fitted_elbo",) if k in outs}
+
+
+def objective(sums: Dict[str, jnp.ndarray]) -> jnp.ndarray:
+  """What the loss maximises, summed over frames (`frame_sums`): the ELBO, plus the fitted
+  posterior's ELBO under semi-amortised training (config.model.semi_amortized)."""
+  return sums["elbo"] + sums.get("fitted_elbo", 0.0)
 
 
 def loss(elbo_sum: jnp.ndarray, num_frames: int) -> jnp.ndarray:
   """L = (1/T) sum_t L_t, L_t = -ELBO_t, averaged over B (3.3): -elbo_sum / (B T).
 
-  elbo_sum: the ELBO summed over frames; num_frames: B T of the whole sequence (a window's sum
-  over its own steps gives that window's share of L)."""
+  elbo_sum: the ELBO summed over frames (`objective`); num_frames: B T of the whole sequence (a
+  window's sum over its own steps gives that window's share of L)."""
   return -elbo_sum / num_frames
 
 
 def per_frame(sums: Dict[str, jnp.ndarray], num_frames: int) -> Dict[str, jnp.ndarray]:
-  """`frame_sums` -> "loss" (3.3) and the SUMMED terms per frame."""
-  return dict(loss=loss(sums["elbo"], num_frames), **{k: sums[k] / num_frames for k in SUMMED})
+  """`frame_sums` -> "loss" (3.3) and the summed terms per frame."""
+  return dict(loss=loss(objective(sums), num_frames),
+              **{k: v / num_frames for k, v in sums.items()})
 
 
 # --- Running the steps -------------------------------------------------------------------------
@@ -84,7 +98,7 @@ def sequence(model, params, carry, xs) -> Outputs:
   else:
     _, outs = run(model, params, carry, xs, scan=model.time_loop == "scan")
   outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
-  outs["loss"] = loss(jnp.sum(outs["elbo"]), outs["elbo"].size)
+  outs["loss"] = loss(objective(frame_sums(outs)), outs["elbo"].size)
   return outs
 
 
@@ -115,7 +129,7 @@ def window_loss(model, params, carry, xs, num_steps: int):
   carry = jax.lax.stop_gradient(carry)
   carry, outs = run(model, params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False)
   sums = frame_sums(outs)
-  return loss(sums["elbo"], num_steps * xs.x.shape[1]), (carry, sums)
+  return loss(objective(sums), num_steps * xs.x.shape[1]), (carry, sums)
 
 
 def jit_step(model, reduce: Optional[Callable] = None):
@@ -149,6 +163,22 @@ class Program(NamedTuple):
   calls: int
 
 
+def wait_for_cpu_all_reduce(outputs) -> bool:
+  """Blocks until `outputs` (a window program's results) are computed when that program ran on
+  more than one XLA:CPU device, i.e. ended in the gradients' all-reduce; returns whether it
+  waited. Dispatching the next program (the add that accumulates the windows' gradients) while
+  that all-reduce was in flight deadlocked four times in session 18 (README Reliability, "Known
+  problem"; docs/study.md run 16); waiting costs nothing measurable there (the device threads
+  are the bottleneck). On one device, or a GPU/TPU, dispatch stays asynchronous."""
+  leaf = jax.tree.leaves(outputs)[0]
+  traced = isinstance(leaf, jax.core.Tracer)
+  devices = leaf.devices() if isinstance(leaf, jax.Array) and not traced else set()
+  if len(devices) < 2 or next(iter(devices)).platform != "cpu":
+    return False
+  jax.block_until_ready(outputs)
+  return True
+
+
 class Gradients:
   """(params, rng, batch) -> (grads, sums): the gradient of the loss (3.3) w.r.t. params and the
   `frame_sums` of the forward, under a lowering (default: the model's).
@@ -170,7 +200,7 @@ class Gradients:
     def loss_fn(p):
       _, outs = run(self.model, p, carry, xs, scan=self.time_loop == "scan")
       sums = frame_sums(outs)
-      return loss(sums["elbo"], num_frames), sums
+      return loss(objective(sums), num_frames), sums
 
     (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return grads, sums
@@ -188,6 +218,7 @@ class Gradients:
     grads = sums = None
     for window in windows(xs, self.model.config.tbptt):
       g, carry, s = self._window(params, carry, window, num_steps)
+      wait_for_cpu_all_reduce((g, carry, s))
       grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
       sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
     return grads, sums

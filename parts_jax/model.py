@@ -15,7 +15,9 @@ that is the ELBO at lambda_t^0, which has seen only past frames, and lambda_t^1 
 predictor without being decoded. With `decode_refined` lambda_t^N is decoded too and its ELBO
 joins the mean (N = 1: lambda_t^0 and lambda_t^1, at one refinement's cost). With
 `predictive_prior` (OP3-style) the prior is N(lambda_t^0) and the loss is the ELBO of the refined
-lambda_t^N alone, which is decoded.
+lambda_t^N alone, which is decoded. With `semi_amortized.steps` > 0 (not in the paper) the loss
+adds the ELBO at lambda_t^N fitted further by Adam steps, decoder fixed ("fitted_elbo"; gradients
+to the decoder only).
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
@@ -26,6 +28,7 @@ import haiku as hk
 import jax
 import jax.numpy as jnp
 import ml_collections
+import optax
 
 from parts_jax import config as config_lib
 from parts_jax import distributions, elbo, layers, likelihood, lowering
@@ -106,7 +109,8 @@ class PARTS:
     "elbo", "kl", "nll", "mse", "recon" [H,W,3], "masks" [K,H,W], "components" [K,H,W,3]
     (per-slot means), "posterior" [K,2D] (refined lambda_t^N), "prior" [K,2D],
     "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
-    refiner, the per-pixel responsibilities it was given).
+    refiner, the per-pixel responsibilities it was given), and with semi_amortized.steps > 0
+    "fitted_elbo" (the ELBO at the fitted lambda_t^N; 0 for unobserved steps).
     """
     carry, xs = self.step_inputs(rng, batch, refine_all)
     return lowering.sequence(self, params, carry, xs)
@@ -173,6 +177,33 @@ class PARTS:
                          pixel_likelihood=self.config.likelihood)
     return -jnp.sum(fe.elbo), (fe, means)
 
+  def posterior_update(self, params: Params, x: jnp.ndarray, lam: jnp.ndarray, opt_state,
+                       optimizer: optax.GradientTransformation, rng: jax.Array,
+                       prior_lam: Optional[jnp.ndarray] = None):
+    """One `optimizer` step on lambda [B,K,2D] of the sum over the batch of -ELBO(x; lambda)
+    (Eq 7, one reparameterised sample drawn from rng), decoder fixed at `params`.
+    Returns (lambda, opt_state). Semi-amortised training and experiments/posterior_fit use it."""
+    eps = distributions.standard_normal(rng, lam)
+    grad = jax.grad(lambda l: self.negative_elbo(params, x, l, eps, prior_lam)[0])(lam)
+    delta, opt_state = optimizer.update(grad, opt_state)
+    return optax.apply_updates(lam, delta), opt_state
+
+  def _fitted_elbo(self, params, x, lam, prior_lam, rng) -> jnp.ndarray:
+    """Semi-amortised training (config.semi_amortized): lambda_t^N fitted further by `steps`
+    Adam steps (decoder fixed), then the ELBO [B] at that fitted lambda, held fixed, so that
+    its gradient reaches the decoder alone."""
+    sa = self.config.semi_amortized
+    fixed = jax.lax.stop_gradient
+    optimizer = optax.adam(sa.learning_rate)
+    lam = fixed(lam)
+    prior_lam = None if prior_lam is None else fixed(prior_lam)
+    opt_state = optimizer.init(lam)
+    for i in range(sa.steps):
+      lam, opt_state = self.posterior_update(fixed(params), x, lam, opt_state, optimizer,
+                                             jax.random.fold_in(rng, i), prior_lam)
+    eps = distributions.standard_normal(jax.random.fold_in(rng, sa.steps), lam)
+    return self.negative_elbo(params, x, fixed(lam), eps, prior_lam)[1][0].elbo
+
   # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------
   def _inputs(self, batch: Batch) -> Tuple[jnp.ndarray, jnp.ndarray]:
     video = jnp.asarray(batch["video"])
@@ -232,6 +263,10 @@ class PARTS:
         recon=recon, masks=masks, components=means, posterior=lam,
         prior=lam0 if cfg.predictive_prior else distributions.fixed_prior(lam),
         attention=attn)
+    if cfg.semi_amortized.steps:
+      fitted = self._fitted_elbo(params, inputs.x, lam, prior_lam,
+                                 jax.random.fold_in(inputs.rng, cfg.num_refine_steps + 1))
+      outputs["fitted_elbo"] = jnp.where(inputs.observe, fitted, 0.0)
     return Carry(lam, state, inputs.action), outputs
 
   def initial_carry(self, batch_size: int, action_dim: int) -> Carry:

@@ -144,6 +144,7 @@ VARIANTS = {
     "study_switches": dict(refine_lambda_input=True, query_layernorm=True, action_scale=0.5),
     "mlp_basis": {"decoder.basis": "mlp"},
     "relative_basis": {"decoder.basis": "relative", "decoder.basis_hidden": 8},
+    "semi_amortized": {"semi_amortized.steps": 2},
 }
 
 
@@ -226,10 +227,12 @@ def test_refine_all_ignores_burn_in():
     ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
     ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0),
-    ("attention.logit_bias", "masks"), ("likelihood", "mse")])
+    ("attention.logit_bias", "masks"), ("likelihood", "mse"), ("semi_amortized.steps", -1),
+    ("semi_amortized.learning_rate", 0.0)])
 def test_bad_config_raises_one_line_error(field, value):
+  extra = {"semi_amortized.steps": 1} if field == "semi_amortized.learning_rate" else {}
   with pytest.raises(ConfigError, match=field.split(".")[-1]) as e:
-    build_model(tiny_model_config(**{field: value}))
+    build_model(tiny_model_config(**{field: value}, **extra))
   assert "\n" not in str(e.value)
 
 
@@ -487,3 +490,36 @@ def test_second_order_lets_parameter_gradients_through_the_dl_dlambda_input():
                                   if k.startswith("decoder") for v in leaf.values()])
   assert np.abs(dec(grads[True]) - dec(grads[False])).max() > 1e-3 * np.abs(
       dec(grads[False])).max()
+
+
+def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_decoder_only():
+  """semi_amortized.steps = 2: "fitted_elbo" is the ELBO after 2 Adam steps on -ELBO(x_t) from
+  the refined lambda_t^N (an unrolled reference with optax, keys as documented in model.py), it
+  joins the loss, and its parameter gradient reaches the decoder alone."""
+  import optax
+  steps, lr = 2, 0.1
+  model, params, batch = _setup(steps=2, **{"semi_amortized.steps": steps,
+                                            "semi_amortized.learning_rate": lr})
+  params = _perturbed(params)
+  rng = jax.random.PRNGKey(1)
+  out = model.apply(params, rng, batch)
+  np.testing.assert_allclose(out["loss"], -np.mean(out["elbo"]) - np.mean(out["fitted_elbo"]),
+                             rtol=1e-5)
+  x = jnp.swapaxes(jnp.asarray(batch["video"], jnp.float32), 0, 1)
+  for t, key in enumerate(jax.random.split(rng, 2)):
+    key = jax.random.fold_in(key, model.config.num_refine_steps + 1)
+    lam, opt = out["posterior"][:, t], optax.adam(lr)
+    state = opt.init(lam)
+    for i in range(steps):
+      eps = distributions.standard_normal(jax.random.fold_in(key, i), lam)
+      grad = jax.grad(lambda l: model.negative_elbo(params, x[t], l, eps)[0])(lam)
+      delta, state = opt.update(grad, state)
+      lam = lam + delta
+    eps = distributions.standard_normal(jax.random.fold_in(key, steps), lam)
+    want = model.negative_elbo(params, x[t], lam, eps)[1][0].elbo
+    np.testing.assert_allclose(out["fitted_elbo"][:, t], want, rtol=1e-4)
+    assert np.abs(lam - out["posterior"][:, t]).max() > 0.1   # the steps moved lambda
+  grads = jax.grad(lambda p: jnp.sum(model.apply(p, rng, batch)["fitted_elbo"]))(params)
+  for name, leaf in grads.items():
+    size = max(float(np.abs(g).max()) for g in leaf.values())
+    assert (size > 0) == name.startswith("decoder"), (name, size)

@@ -91,6 +91,13 @@ PRESETS = {
     # model.likelihood "mixture", the paper's): a soft mask that mixes two colours is wrong at
     # that pixel, where under the mixture it costs only log m_k (issue cause 4).
     "blend_refine_2": {"model.num_refine_steps": 2, "model.likelihood": "blend"},
+    # Against `sigma_x_0.3_refine_2` (the shipped recipe; run 17, continuations of
+    # checkpoints/sprites): semi-amortised training (not in the paper; default
+    # model.semi_amortized.steps 0): 5 Adam steps on lambda_t^N (learning rate 0.03), decoder
+    # fixed, and the ELBO there trains the decoder (run 16: fitted posteriors hold shapes the
+    # refinement's do not).
+    "semi_amortized_5": {"model.num_refine_steps": 2, "model.sigma_x": 0.3, "model.beta": 0.0556,
+                         "model.semi_amortized.steps": 5},
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
