@@ -102,8 +102,8 @@ def test_two_host_devices_give_the_gradients_of_one():
                        capture_output=True, text=True, timeout=600).stdout
   result = json.loads(out.strip().splitlines()[-1])
   assert result["time_loop"] == "windows"   # The CPU default, which the trainer runs.
-  # The host waits for each window's all-reduce on two devices (README Reliability, "Known
-  # problem"), and dispatches asynchronously on one.
+  # The host waits for each window's all-reduce on two devices (README Reliability, "The
+  # host devices' all-reduce deadlock"), and dispatches asynchronously on one.
   assert result["waited_one"] == [False, False]
   assert result["waited_two"] == [True, True]
   assert len(result["grads"]) > 10
