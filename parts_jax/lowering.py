@@ -29,25 +29,26 @@ import jax.numpy as jnp
 
 Outputs = Dict[str, jnp.ndarray]
 SUMMED = ("elbo", "kl", "nll", "mse")      # the per-frame terms of every step (`summed`)
+FITTED = "fitted_elbo"                     # the step's term under semi-amortised training
 
 
 # --- The loss (3.3) ----------------------------------------------------------------------------
 def summed(model_config) -> Tuple[str, ...]:
   """The per-frame terms `frame_sums` adds up: SUMMED, and "fitted_elbo" under semi-amortised
   training (model_config.semi_amortized.steps > 0)."""
-  return SUMMED + (("fitted_elbo",) if model_config.semi_amortized.steps else ())
+  return SUMMED + ((FITTED,) if model_config.semi_amortized.steps else ())
 
 
 def frame_sums(outs: Outputs) -> Dict[str, jnp.ndarray]:
   """Sums over all frames (time- or batch-major alike) of the per-frame terms `summed`
   (those in outs): scalars."""
-  return {k: jnp.sum(outs[k]) for k in SUMMED + ("fitted_elbo",) if k in outs}
+  return {k: jnp.sum(outs[k]) for k in SUMMED + (FITTED,) if k in outs}
 
 
 def objective(sums: Dict[str, jnp.ndarray]) -> jnp.ndarray:
   """What the loss maximises, summed over frames (`frame_sums`): the ELBO, plus the fitted
   posterior's ELBO under semi-amortised training (config.model.semi_amortized)."""
-  return sums["elbo"] + sums.get("fitted_elbo", 0.0)
+  return sums["elbo"] + sums.get(FITTED, 0.0)
 
 
 def loss(elbo_sum: jnp.ndarray, num_frames: int) -> jnp.ndarray:
@@ -167,9 +168,10 @@ def wait_for_cpu_all_reduce(outputs) -> bool:
   """Blocks until `outputs` (a window program's results) are computed when that program ran on
   more than one XLA:CPU device, i.e. ended in the gradients' all-reduce; returns whether it
   waited. Dispatching the next program (the add that accumulates the windows' gradients) while
-  that all-reduce was in flight deadlocked four times in session 18 (README Reliability, "The host devices' all-reduce
-  deadlock"; docs/study.md runs 16-17); waiting costs nothing measurable there (the device
-  threads are the bottleneck), and 84 minutes of training with it saw no hang (run 17). On one device, or a GPU/TPU, dispatch stays asynchronous."""
+  that all-reduce was in flight deadlocked four times in session 18 (README Reliability, "The
+  host devices' all-reduce deadlock"; docs/study.md runs 16-17); waiting costs nothing
+  measurable there (the device threads are the bottleneck), and 84 minutes of training with it
+  saw no hang (run 17). On one device, or a GPU/TPU, dispatch stays asynchronous."""
   leaf = jax.tree.leaves(outputs)[0]
   traced = isinstance(leaf, jax.core.Tracer)
   devices = leaf.devices() if isinstance(leaf, jax.Array) and not traced else set()

@@ -202,7 +202,7 @@ class PARTS:
       lam, opt_state = self.posterior_update(fixed(params), x, lam, opt_state, optimizer,
                                              jax.random.fold_in(rng, i), prior_lam)
     eps = distributions.standard_normal(jax.random.fold_in(rng, sa.steps), lam)
-    return self.negative_elbo(params, x, fixed(lam), eps, prior_lam)[1][0].elbo
+    return self.negative_elbo(params, x, lam, eps, prior_lam)[1][0].elbo   # lam: no gradient
 
   # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------
   def _inputs(self, batch: Batch) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -266,7 +266,7 @@ class PARTS:
     if cfg.semi_amortized.steps:
       fitted = self._fitted_elbo(params, inputs.x, lam, prior_lam,
                                  jax.random.fold_in(inputs.rng, cfg.num_refine_steps + 1))
-      outputs["fitted_elbo"] = jnp.where(inputs.observe, fitted, 0.0)
+      outputs[lowering.FITTED] = jnp.where(inputs.observe, fitted, 0.0)
     return Carry(lam, state, inputs.action), outputs
 
   def initial_carry(self, batch_size: int, action_dim: int) -> Carry:
