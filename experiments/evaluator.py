@@ -51,8 +51,10 @@ def make_eval_step(model, num_true: int, burn_in: int = 0, rollout_steps: int = 
   "loss" (3.3). Two parts: the model's forward (`PARTS.apply`, and `rollout` with burn_in > 0),
   compiled as the model's lowering runs a sequence (`lowering.compile_forward`: under "windows"
   one jitted window at a time, so compile time does not grow with T; jit_kwargs, e.g.
-  in_shardings, go to its jax.jit), then one jitted program of the metrics.
+  in_shardings, go to its jax.jit), then one jitted program of the metrics. The model runs as
+  evaluated (`PARTS.for_evaluation`: without training-only terms).
   """
+  model = model.for_evaluation()
 
   def forward(params, rng, batch):
     out = model.apply(params, rng, batch)

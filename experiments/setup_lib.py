@@ -236,9 +236,10 @@ def _fill_missing(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 
 def restore_model(config: ml_collections.ConfigDict, workdir: str, example_batch,
                   num_slots: int = -1, sharding=None):
-  """Builds the model (with K = num_slots if > 0) and restores the latest parameters of
-  `workdir` into it: (model, params, step). `example_batch` (one batch) sets the shapes."""
-  model = make_model(config, num_slots)
+  """Builds the model as evaluated (`PARTS.for_evaluation`; with K = num_slots if > 0) and
+  restores the latest parameters of `workdir` into it: (model, params, step). `example_batch`
+  (one batch) sets the shapes."""
+  model = make_model(config, num_slots).for_evaluation()
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), example_batch)
   params, step = checkpointing.restore_params(workdir, params, sharding=sharding)
   return model, params, step

@@ -45,7 +45,8 @@ def get_model_config() -> ml_collections.ConfigDict:
   # the N learned refinements lambda_t^N is fitted further by `steps` Adam steps on -ELBO(x_t)
   # (decoder fixed, learning_rate), and the ELBO at that fitted lambda, held fixed, joins the
   # step's loss ("fitted_elbo"): a decoder term only. lambda_t^N itself goes on to the predictor
-  # and its masks are the ones measured. docs/study.md run 17.
+  # and its masks are the ones measured. Evaluation runs without the fit (PARTS.for_evaluation).
+  # docs/study.md run 17.
   c.semi_amortized = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.03))
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering

@@ -59,11 +59,22 @@ class PARTS:
 
   def __init__(self, config: ml_collections.ConfigDict, backend: Optional[str] = None):
     config_lib.validate_model_config(config)
-    self.config = config
+    self.config, self.backend = config, backend
     self.time_loop, self.conv_impl = config_lib.resolve_lowering(
         config, backend or jax.default_backend())
     self._fns = hk.without_apply_rng(hk.multi_transform(self._template))
     self.decode_fn, self.refine_fn, self.predict_fn = self._fns.apply
+
+  def for_evaluation(self) -> "PARTS":
+    """This model as evaluated: the same, without the semi-amortised fit (config.semi_amortized),
+    a training term whose ELBO trains the decoder alone. Posteriors, masks, predictions and their
+    noise draws do not change (the fit draws from keys of its own); evaluation then costs what
+    the amortised model costs, and its "loss" is -ELBO for every configuration alike."""
+    if not self.config.semi_amortized.steps:
+      return self
+    config = ml_collections.ConfigDict(self.config.to_dict())
+    config.semi_amortized.steps = 0
+    return PARTS(config, self.backend)
 
   # --- Haiku modules ---------------------------------------------------------------------
   def _template(self):

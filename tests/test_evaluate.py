@@ -330,3 +330,24 @@ def test_evaluate_writes_labelled_diagnostics(tmp_path, capsys):
     assert -1.0 <= diag[key] <= 1.0 and len(diag[f"{key}_per_step"]) == T
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["diagnostics"] == diag
+
+
+def test_eval_step_runs_the_model_without_the_semi_amortized_fit(tmp_path):
+  """The evaluator (experiments.evaluate and the held-out evaluation in training) measures a
+  semi-amortised run as the amortised model: its held-out "loss" and masks are those of the same
+  parameters in a model built with semi_amortized.steps = 0, not -(ELBO + fitted ELBO)."""
+  config = tiny_config(str(tmp_path / "data"))
+  config.model.semi_amortized.steps = 2
+  model = setup_lib.make_model(config)
+  it = registry.get_iterator(config.data, "eval", EVAL_BATCH, seed=0, shuffle=False)
+  batch = next(it)
+  it.close()
+  params = model.init(jax.random.PRNGKey(0), batch)
+  rng = jax.random.PRNGKey(1)
+  got = evaluator.make_eval_step(model, config.eval.max_ids, keep_outputs=True)(params, rng, batch)
+  config.model.semi_amortized.steps = 0
+  want = setup_lib.make_model(config).apply(params, rng, batch)
+  trained = model.apply(params, rng, batch)
+  np.testing.assert_allclose(got["loss"], want["loss"], rtol=1e-6)
+  assert abs(float(trained["loss"]) - float(want["loss"])) > 1.0   # the fit's term is not in it
+  np.testing.assert_allclose(got["masks"], want["masks"], rtol=1e-6)

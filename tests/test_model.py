@@ -523,3 +523,22 @@ def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_dec
   for name, leaf in grads.items():
     size = max(float(np.abs(g).max()) for g in leaf.values())
     assert (size > 0) == name.startswith("decoder"), (name, size)
+
+
+def test_model_for_evaluation_drops_the_semi_amortized_fit_and_nothing_else():
+  """`PARTS.for_evaluation`: with semi_amortized.steps > 0 the evaluated model computes no
+  "fitted_elbo" and its loss is -ELBO, while posteriors, masks and ELBOs equal the trained
+  model's to the bit (the fit has keys of its own); without it, it is the model itself."""
+  model, params, batch = _setup(steps=2, **{"semi_amortized.steps": 2})
+  params, rng = _perturbed(params), jax.random.PRNGKey(1)
+  trained = model.apply(params, rng, batch)
+  evaluated = model.for_evaluation()
+  assert evaluated.config.semi_amortized.steps == 0 and model.config.semi_amortized.steps == 2
+  out = evaluated.apply(params, rng, batch)
+  assert "fitted_elbo" not in out and "fitted_elbo" in trained
+  np.testing.assert_allclose(out["loss"], -np.mean(trained["elbo"]), rtol=1e-6)
+  assert not np.isclose(trained["loss"], out["loss"])
+  for key in ("posterior", "masks", "elbo", "kl", "recon"):
+    np.testing.assert_array_equal(out[key], trained[key], err_msg=key)
+  plain = _setup(steps=2)[0]
+  assert plain.for_evaluation() is plain

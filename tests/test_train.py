@@ -385,3 +385,17 @@ def test_save_config_records_changes_on_resume(tmp_path):
     assert [json.loads(l) for l in f] == [
         {"step": 10, "changed": {k: list(v) for k, v in want.items()}}]
   assert setup_lib.load_config(workdir).to_dict() == new.to_dict()
+
+
+def test_progress_line_shows_the_elbo_and_the_fitted_elbo_when_trained_on(tmp_path, capsys):
+  """The console line reports the ELBO (the paper's objective), not the loss, which under
+  config.model.semi_amortized also holds the fitted posterior's ELBO; that one is shown apart."""
+  from experiments import train
+  log = train._Logger(str(tmp_path), num_steps=10, enabled=True)
+  values = {"train/loss": -300.0, "train/elbo": 120.0, "train/kl": 4.0, "train/mse": 0.01}
+  log.progress(5, values, steps_per_s=1.0)
+  log.progress(6, dict(values, **{"train/fitted_elbo": 180.0}), steps_per_s=1.0)
+  log.close()
+  plain, fitted = capsys.readouterr().out.splitlines()
+  assert plain.startswith("step 5/10 | elbo 120.00 | kl 4.00 |") and "fitted" not in plain
+  assert fitted.startswith("step 6/10 | elbo 120.00 | fitted_elbo 180.00 | kl 4.00 |")
