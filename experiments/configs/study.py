@@ -98,6 +98,7 @@ PRESETS = {
     # (learning rate 0.03), decoder fixed, and the ELBO there trains the decoder (run 16:
     # fitted posteriors hold shapes the refinement's do not).
     "semi_amortized_5": {**SHIPPED, "model.semi_amortized.steps": 5},
+    "semi_amortized_20": {**SHIPPED, "model.semi_amortized.steps": 20},   # run 18: it hurts
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
