@@ -20,11 +20,12 @@ DIAGNOSTICS = ("masks_refined", "responsibilities", "attention")
 HEADLINE = ("fg_ari", "ari", "mse")
 BACKGROUND_SLOT = "fg_in_background_slot"   # metrics.foreground_in_background_slot, headline masks
 OBJECT_MASK_CONTRAST = "object_mask_contrast"   # metrics.object_mask_contrast, headline masks
-DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (BACKGROUND_SLOT,
-                                                                        OBJECT_MASK_CONTRAST)
+BACKGROUND_SPILL = "bg_in_object_slots"   # metrics.background_in_object_slots, headline masks
+DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (
+    BACKGROUND_SLOT, OBJECT_MASK_CONTRAST, BACKGROUND_SPILL)
 DIAGNOSTIC_HEADERS = ("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
                       "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)",
-                      "object mask contrast (diag.)")
+                      "object mask contrast (diag.)", "BG pixels in object slots (diag.)")
 STATIC_COLUMNS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "
@@ -36,7 +37,10 @@ DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pi
                     "object_mask_contrast: per ground-truth object, the largest difference over "
                     "slots between a headline mask's mean on the object and on the other pixels, "
                     "averaged over objects: 0 = spatially uniform masks, 1 = a slot's mask is 1 "
-                    "on the object and 0 elsewhere")
+                    "on the object and 0 elsewhere; bg_in_object_slots: the fraction of "
+                    "background pixels whose headline mask argmax is not the background slot "
+                    "(masks spilling past their objects, or the background cut into regions; "
+                    "FG-ARI does not score it)")
 
 
 # --- On device: per-sequence metrics -----------------------------------------------------------
@@ -97,8 +101,8 @@ def segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:
 
 def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp.ndarray]:
   """Per-frame diagnostics [B, T]: the FG-ARI of the diagnostic segmentations
-  (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT and
-  OBJECT_MASK_CONTRAST of the headline masks. The frames without foreground are those of `has_fg`."""
+  (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT,
+  OBJECT_MASK_CONTRAST and BACKGROUND_SPILL of the headline masks. The frames without foreground are those of `has_fg`."""
   maps = model.segmentation_maps(params, batch["video"], out)
   result = {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
                                                        num_true=num_true)[0]
@@ -107,6 +111,8 @@ def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp
                                                                   out["masks"])
   result[OBJECT_MASK_CONTRAST] = metrics.object_mask_contrast(batch["segmentations"],
                                                               out["masks"], num_true)
+  result[BACKGROUND_SPILL] = metrics.background_in_object_slots(batch["segmentations"],
+                                                                out["masks"])
   return result
 
 
@@ -181,8 +187,10 @@ class Results:
   segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
   posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
   fg_in_background_slot (last frame, per step): the fraction of foreground pixels the headline
-  masks give to the background slot (`metrics.foreground_in_background_slot`), and
-  object_mask_contrast: how far the masks follow the objects (`metrics.object_mask_contrast`). Data without
+  masks give to the background slot (`metrics.foreground_in_background_slot`),
+  object_mask_contrast: how far the masks follow the objects (`metrics.object_mask_contrast`), and
+  bg_in_object_slots: the fraction of background pixels they give to other slots
+  (`metrics.background_in_object_slots`; FG-ARI does not see it). Data without
   ground-truth masks: null FG-ARI/ARI fields and fg_ari_note. rollout_* (eval.burn_in > 0):
   observe burn_in frames, then predict rollout_steps frames from actions alone (4.2);
   rollout_{mse,fg_ari}_per_step cover the predicted steps that have ground truth

@@ -139,6 +139,24 @@ def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
   return jnp.where((num_fg > 0) & jnp.any(background, axis=(2, 3)), frac, 0.0).astype(jnp.float32)
 
 
+def background_in_object_slots(true_seg, masks) -> jnp.ndarray:
+  """Fraction of the background pixels whose mask argmax is not the frame's background slot (as
+  in `foreground_in_background_slot`): the other side of the cut, which FG-ARI does not score.
+  0 when the background slot owns the whole background; it rises as object masks spill past
+  their objects or as slots cut the background into regions, both of which can raise FG-ARI.
+
+  true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
+  frames without background.
+  """
+  true_seg, masks = _check_seg_and_masks(true_seg, masks)
+  pred = jnp.argmax(masks, axis=2)                                           # [B, T, H, W]
+  background = true_seg == 0
+  slot = _background_slot(true_seg, pred, masks.shape[2])
+  spilled = (pred != slot[..., None, None]) & background
+  num_bg = jnp.sum(background, axis=(2, 3))
+  return (jnp.sum(spilled, axis=(2, 3)) / jnp.maximum(num_bg, 1)).astype(jnp.float32)
+
+
 def object_mask_contrast(true_seg, masks, num_true: int) -> jnp.ndarray:
   """How far the masks localise the objects: for each ground-truth object (ids 1..num_true-1
   present in the frame), the largest contrast over slots k of

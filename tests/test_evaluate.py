@@ -310,6 +310,18 @@ def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
                           for k in range(K)) for o in np.unique(seg) if o > 0])
       np.testing.assert_allclose(got[evaluator.OBJECT_MASK_CONTRAST][i, j], want, atol=1e-5,
                                  err_msg=f"object_mask_contrast [{i}, {j}]")
+  # bg_in_object_slots with loops: the background slot wins most background pixels under the
+  # headline argmax (ties: the lowest k); the share of background pixels it does not win.
+  ids = masks.argmax(axis=2)
+  for i in range(b):
+    for j in range(t):
+      bg = segs[i, j] == 0
+      if not bg.any():
+        continue
+      counts = np.bincount(ids[i, j][bg], minlength=K)
+      want = np.mean(ids[i, j][bg] != counts.argmax())
+      np.testing.assert_allclose(got[evaluator.BACKGROUND_SPILL][i, j], want, atol=1e-6,
+                                 err_msg=f"bg_in_object_slots [{i}, {j}]")
 
 
 def test_evaluate_writes_labelled_diagnostics(tmp_path, capsys):
@@ -326,7 +338,7 @@ def test_evaluate_writes_labelled_diagnostics(tmp_path, capsys):
   for name in evaluator.DIAGNOSTICS:
     assert -1.0 <= diag[f"fg_ari_{name}"] <= 1.0
     assert len(diag[f"fg_ari_{name}_per_step"]) == T
-  for key in (evaluator.BACKGROUND_SLOT, evaluator.OBJECT_MASK_CONTRAST):
+  for key in (evaluator.BACKGROUND_SLOT, evaluator.OBJECT_MASK_CONTRAST, evaluator.BACKGROUND_SPILL):
     assert -1.0 <= diag[key] <= 1.0 and len(diag[f"{key}_per_step"]) == T
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["diagnostics"] == diag

@@ -173,6 +173,25 @@ def test_foreground_in_background_slot_by_hand():
     metrics.foreground_in_background_slot(seg[None], masks[:, :, :, :1])
 
 
+def test_background_in_object_slots_by_hand():
+  """The frames of the test above. Frame 0: background slot 0 takes 2 of its 3 background
+  pixels: 1/3 spilled. Frame 1 has no background: 0. Frame 2 (no foreground): slot 0 wins 4 of
+  6, 2 go to slots 1 and 2: 1/3. Frame 3: background slot 1 (the tie), 2 of 4 to slot 2: 1/2."""
+  seg = np.array([[[0, 0, 1], [0, 2, 2]],
+                  [[1, 1, 1], [2, 2, 2]],
+                  [[0, 0, 0], [0, 0, 0]],
+                  [[0, 1, 0], [2, 0, 0]]])
+  pred = np.array([[[0, 0, 0], [1, 0, 2]],
+                   [[0, 0, 0], [0, 0, 0]],
+                   [[1, 2, 0], [0, 0, 0]],
+                   [[2, 1, 1], [2, 2, 1]]])
+  masks = np.moveaxis(np.eye(3)[pred], -1, 1)[None]        # [1, 4, K=3, 2, 3] one-hot masks
+  got = metrics.background_in_object_slots(seg[None], masks)
+  np.testing.assert_allclose(got, [[1 / 3, 0.0, 1 / 3, 0.5]], rtol=1e-6)
+  with pytest.raises(ValueError, match="masks"):
+    metrics.background_in_object_slots(seg[None], masks[:, :, :, :1])
+
+
 def test_object_mask_contrast_by_hand():
   """One 2 x 3 frame: background (0) on the top row, object 1 on pixel (1, 0), object 2 on
   (1, 1) and (1, 2); K = 3 soft masks (columns: pixels in row-major order).

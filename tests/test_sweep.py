@@ -218,8 +218,8 @@ def test_collect_without_results(tmp_path):
 
 
 def test_collect_diagnostic_and_speed_columns(tmp_path):
-  """The study table: the three diagnostic FG-ARIs, the foreground share of the background slot
-  and the object mask contrast from metrics.json's "diagnostics" (n/a where an older
+  """The study table: the three diagnostic FG-ARIs, the foreground share of the background slot,
+  the object mask contrast and the background share of the object slots from metrics.json's "diagnostics" (n/a where an older
   metrics.json lacks one, as seed 0's lacks the contrast: its group mean is marked "n=1 of 2")
   and the median logged steps/s (the first log line, which includes compilation, left out)."""
   root = str(tmp_path)
@@ -228,6 +228,7 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
                    ari=0.4, mse=0.01, diagnostics=dict(
                        note="diagnostics", fg_ari_masks_refined=0.6, fg_ari_responsibilities=resp,
                        fg_ari_attention=0.7, fg_in_background_slot=0.2 + 0.1 * seed,
+                       bg_in_object_slots=0.01 + 0.02 * seed,
                        **({"object_mask_contrast": 0.3} if seed else {})))
     with open(os.path.join(root, f"combined/seed{seed}", "metrics.jsonl"), "w") as f:
       for i, r in enumerate(rates):
@@ -248,10 +249,10 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
     markdown = f.read()
   assert ("| combined | combined | 2 | 0.5000 ± 0.0000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
           "0.6000 ± 0.0000 | 0.8500 ± 0.0500 | 0.7000 ± 0.0000 | 0.2500 ± 0.0500 | "
-          "0.3000 ± 0.0000 (n=1 of 2) | 3.50 ± 0.50 |") in markdown
+          "0.3000 ± 0.0000 (n=1 of 2) | 0.0200 ± 0.0100 | 3.50 ± 0.50 |") in markdown
   assert groups["combined"]["object_mask_contrast"] == pytest.approx(0.3)   # seed 1 only
   assert ("| old | old | 1 | 0.1000 ± 0.0000 | 0.1000 ± 0.0000 | 0.01000 ± 0.00000 | "
-          "n/a | n/a | n/a | n/a | n/a | n/a |") in markdown
+          "n/a | n/a | n/a | n/a | n/a | n/a | n/a |") in markdown
 
 
 def test_study_presets_change_one_field_each():

@@ -17,7 +17,8 @@ default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;
 so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold) and
 `lambda_input_refine_2` (run 8: how the inference reads the frame), `sigma_x_0.2_refine_2` and
 `refine_3` (run 9), `sa_encoder_refine_2` (run 9's next lever: what the attention reads from),
-`sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), and
+`sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), its stronger doses
+`sigma_x_0.5_refine_2`, `sigma_x_0.7_refine_2` and `sigma_x_1.0_refine_2` (run 19), and
 `attention_bias_refine_2` (run 11: the responsibilities steer the attention) and
 `blend_refine_2` (run 13: Slot Attention's blended-image likelihood instead of Eq 2's mixture).
   --config=experiments/configs/study.py:combined     one preset as a training config
@@ -74,7 +75,14 @@ PRESETS = {
     # colour); on the plateau it beat sigma_x 0.2 and the control (2 seeds each).
     "sigma_x_0.3_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.3,
                              "model.beta": 0.0556},
-    "refine_3": {"model.num_refine_steps": 3},
+    # Run 19: stronger doses on the plateau, beta = 0.5 x (0.1 / sigma_x)^2 as above (25x, 49x,
+    # 100x): FG-ARI rises with the dose and ARI falls (docs/study.md).
+    "sigma_x_0.5_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.5,
+                             "model.beta": 0.02},
+    "sigma_x_0.7_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 0.7,
+                             "model.beta": 0.0102},
+    "sigma_x_1.0_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 1.0,
+                             "model.beta": 0.005},
     # Against `refine_2` too: what the attention reads from (run 9's next lever). Slot
     # Attention's CNN (4 layers of 64 channels, 5 x 5) instead of the default (32, 32) of 3 x 3
     # (a 5 x 5 receptive field; the paper gives no sizes for the CIFAR-like bottom-up encoder).
