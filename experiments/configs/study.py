@@ -83,6 +83,7 @@ PRESETS = {
                              "model.beta": 0.0102},
     "sigma_x_1.0_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 1.0,
                              "model.beta": 0.005},
+    "refine_3": {"model.num_refine_steps": 3},
     # Against `refine_2` too: what the attention reads from (run 9's next lever). Slot
     # Attention's CNN (4 layers of 64 channels, 5 x 5) instead of the default (32, 32) of 3 x 3
     # (a 5 x 5 receptive field; the paper gives no sizes for the CIFAR-like bottom-up encoder).
