@@ -102,7 +102,8 @@ def segmentation_metrics(segs, masks, num_true: int) -> Dict[str, jnp.ndarray]:
 def diagnostic_fg_ari(model, params, batch, out, num_true: int) -> Dict[str, jnp.ndarray]:
   """Per-frame diagnostics [B, T]: the FG-ARI of the diagnostic segmentations
   (`PARTS.segmentation_maps`), fg_ari_<name> for name in DIAGNOSTICS, and BACKGROUND_SLOT,
-  OBJECT_MASK_CONTRAST and BACKGROUND_SPILL of the headline masks. The frames without foreground are those of `has_fg`."""
+  OBJECT_MASK_CONTRAST and BACKGROUND_SPILL of the headline masks. The frames without
+  foreground are those of `has_fg`."""
   maps = model.segmentation_maps(params, batch["video"], out)
   result = {f"fg_ari_{name}": metrics.fg_ari_per_frame(batch["segmentations"], maps[name],
                                                        num_true=num_true)[0]

@@ -112,11 +112,15 @@ def _check_seg_and_masks(true_seg, masks):
   return true_seg, masks
 
 
-def _background_slot(true_seg, pred, num_slots: int) -> jnp.ndarray:
-  """[B, T] the slot that wins the argmax `pred` [B, T, H, W] on most ground-truth background
-  pixels (ties, and frames without background: the lowest k)."""
-  won = jax.nn.one_hot(pred, num_slots) * (true_seg == 0)[..., None]          # [B, T, H, W, K]
-  return jnp.argmax(jnp.sum(won, axis=(2, 3)), axis=-1)
+def _background_slot(true_seg, masks):
+  """The cut of the masks' argmax that the background-slot metrics score: (pred [B, T, H, W] the
+  mask argmax, background [B, T, H, W] the ground-truth background, slot [B, T] the slot that
+  wins pred on most background pixels; ties, and frames without background: the lowest k)."""
+  true_seg, masks = _check_seg_and_masks(true_seg, masks)
+  pred = jnp.argmax(masks, axis=2)
+  background = true_seg == 0
+  won = jax.nn.one_hot(pred, masks.shape[2]) * background[..., None]          # [B, T, H, W, K]
+  return pred, background, jnp.argmax(jnp.sum(won, axis=(2, 3)), axis=-1)
 
 
 def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
@@ -129,10 +133,7 @@ def foreground_in_background_slot(true_seg, masks) -> jnp.ndarray:
   true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
   frames without foreground or without background.
   """
-  true_seg, masks = _check_seg_and_masks(true_seg, masks)
-  pred = jnp.argmax(masks, axis=2)                                           # [B, T, H, W]
-  background = true_seg == 0
-  slot = _background_slot(true_seg, pred, masks.shape[2])
+  pred, background, slot = _background_slot(true_seg, masks)
   taken = (pred == slot[..., None, None]) & ~background
   num_fg = jnp.sum(~background, axis=(2, 3))
   frac = jnp.sum(taken, axis=(2, 3)) / jnp.maximum(num_fg, 1)
@@ -148,10 +149,7 @@ def background_in_object_slots(true_seg, masks) -> jnp.ndarray:
   true_seg [B, T, H, W] (0 = background), masks [B, T, K, H, W] -> [B, T] float32; 0 on
   frames without background.
   """
-  true_seg, masks = _check_seg_and_masks(true_seg, masks)
-  pred = jnp.argmax(masks, axis=2)                                           # [B, T, H, W]
-  background = true_seg == 0
-  slot = _background_slot(true_seg, pred, masks.shape[2])
+  pred, background, slot = _background_slot(true_seg, masks)
   spilled = (pred != slot[..., None, None]) & background
   num_bg = jnp.sum(background, axis=(2, 3))
   return (jnp.sum(spilled, axis=(2, 3)) / jnp.maximum(num_bg, 1)).astype(jnp.float32)

@@ -338,7 +338,8 @@ def test_evaluate_writes_labelled_diagnostics(tmp_path, capsys):
   for name in evaluator.DIAGNOSTICS:
     assert -1.0 <= diag[f"fg_ari_{name}"] <= 1.0
     assert len(diag[f"fg_ari_{name}_per_step"]) == T
-  for key in (evaluator.BACKGROUND_SLOT, evaluator.OBJECT_MASK_CONTRAST, evaluator.BACKGROUND_SPILL):
+  for key in (evaluator.BACKGROUND_SLOT, evaluator.OBJECT_MASK_CONTRAST,
+              evaluator.BACKGROUND_SPILL):
     assert -1.0 <= diag[key] <= 1.0 and len(diag[f"{key}_per_step"]) == T
   with open(os.path.join(workdir, "eval", "metrics.json")) as f:
     assert json.load(f)["diagnostics"] == diag

@@ -154,42 +154,41 @@ def test_mse_per_frame():
   np.testing.assert_allclose(got, ((video - recon)**2).reshape(2, 3, -1).mean(-1), rtol=1e-5)
 
 
+def _background_slot_frames():
+  """Four 2 x 3 frames for the background-slot metrics: seg [1, 4, 2, 3] (0 = background) and
+  one-hot masks [1, 4, K=3, 2, 3] of the argmax `pred` below."""
+  seg = np.array([[[0, 0, 1], [0, 2, 2]],
+                  [[1, 1, 1], [2, 2, 2]],
+                  [[0, 0, 0], [0, 0, 0]],
+                  [[0, 1, 0], [2, 0, 0]]])
+  pred = np.array([[[0, 0, 0], [1, 0, 2]],
+                   [[0, 0, 0], [0, 0, 0]],
+                   [[1, 2, 0], [0, 0, 0]],
+                   [[2, 1, 1], [2, 2, 1]]])
+  return seg[None], np.moveaxis(np.eye(3)[pred], -1, 1)[None]
+
+
 def test_foreground_in_background_slot_by_hand():
   """Frame 0: background pixels predicted 0, 0, 1 -> background slot 0; of the 3 foreground
   pixels, 2 are predicted 0: 2/3. Frame 1 has no background, frame 2 no foreground: 0 each.
   Frame 3: background pixels split 1:1 between slots 2 and 1 -> the lowest, 1, takes 1 of 2."""
-  seg = np.array([[[0, 0, 1], [0, 2, 2]],
-                  [[1, 1, 1], [2, 2, 2]],
-                  [[0, 0, 0], [0, 0, 0]],
-                  [[0, 1, 0], [2, 0, 0]]])
-  pred = np.array([[[0, 0, 0], [1, 0, 2]],
-                   [[0, 0, 0], [0, 0, 0]],
-                   [[1, 2, 0], [0, 0, 0]],
-                   [[2, 1, 1], [2, 2, 1]]])
-  masks = np.moveaxis(np.eye(3)[pred], -1, 1)[None]        # [1, 4, K=3, 2, 3] one-hot masks
-  got = metrics.foreground_in_background_slot(seg[None], masks)
+  seg, masks = _background_slot_frames()
+  got = metrics.foreground_in_background_slot(seg, masks)
   np.testing.assert_allclose(got, [[2 / 3, 0.0, 0.0, 0.5]], rtol=1e-6)
   with pytest.raises(ValueError, match="masks"):
-    metrics.foreground_in_background_slot(seg[None], masks[:, :, :, :1])
+    metrics.foreground_in_background_slot(seg, masks[:, :, :, :1])
 
 
 def test_background_in_object_slots_by_hand():
-  """The frames of the test above. Frame 0: background slot 0 takes 2 of its 3 background
-  pixels: 1/3 spilled. Frame 1 has no background: 0. Frame 2 (no foreground): slot 0 wins 4 of
-  6, 2 go to slots 1 and 2: 1/3. Frame 3: background slot 1 (the tie), 2 of 4 to slot 2: 1/2."""
-  seg = np.array([[[0, 0, 1], [0, 2, 2]],
-                  [[1, 1, 1], [2, 2, 2]],
-                  [[0, 0, 0], [0, 0, 0]],
-                  [[0, 1, 0], [2, 0, 0]]])
-  pred = np.array([[[0, 0, 0], [1, 0, 2]],
-                   [[0, 0, 0], [0, 0, 0]],
-                   [[1, 2, 0], [0, 0, 0]],
-                   [[2, 1, 1], [2, 2, 1]]])
-  masks = np.moveaxis(np.eye(3)[pred], -1, 1)[None]        # [1, 4, K=3, 2, 3] one-hot masks
-  got = metrics.background_in_object_slots(seg[None], masks)
+  """The frames of `_background_slot_frames`. Frame 0: background slot 0 takes 2 of its 3
+  background pixels: 1/3 spilled. Frame 1 has no background: 0. Frame 2 (no foreground): slot 0
+  wins 4 of 6, 2 go to slots 1 and 2: 1/3. Frame 3: background slot 1 (the tie), 2 of 4 to slot
+  2: 1/2."""
+  seg, masks = _background_slot_frames()
+  got = metrics.background_in_object_slots(seg, masks)
   np.testing.assert_allclose(got, [[1 / 3, 0.0, 1 / 3, 0.5]], rtol=1e-6)
   with pytest.raises(ValueError, match="masks"):
-    metrics.background_in_object_slots(seg[None], masks[:, :, :, :1])
+    metrics.background_in_object_slots(seg, masks[:, :, :, :1])
 
 
 def test_object_mask_contrast_by_hand():

@@ -219,9 +219,9 @@ def test_collect_without_results(tmp_path):
 
 def test_collect_diagnostic_and_speed_columns(tmp_path):
   """The study table: the three diagnostic FG-ARIs, the foreground share of the background slot,
-  the object mask contrast and the background share of the object slots from metrics.json's "diagnostics" (n/a where an older
-  metrics.json lacks one, as seed 0's lacks the contrast: its group mean is marked "n=1 of 2")
-  and the median logged steps/s (the first log line, which includes compilation, left out)."""
+  the object mask contrast and the background share of the object slots from metrics.json's
+  "diagnostics" (n/a where an older metrics.json lacks one, as seed 0's lacks the contrast: its
+  group mean is marked "n=1 of 2") and the median logged steps/s (the first log line, which includes compilation, left out)."""
   root = str(tmp_path)
   for seed, resp, rates in ((0, 0.8, [0.1, 2.0, 3.0, 4.0]), (1, 0.9, [0.1, 4.0, 4.0, 6.0])):
     _write_metrics(root, f"combined/seed{seed}", preset="combined", seed=seed, fg_ari=0.5,
