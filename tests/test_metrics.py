@@ -155,26 +155,31 @@ def test_mse_per_frame():
 
 
 def _background_slot_frames():
-  """Four 2 x 3 frames for the background-slot metrics: seg [1, 4, 2, 3] (0 = background) and
-  one-hot masks [1, 4, K=3, 2, 3] of the argmax `pred` below."""
+  """Five 2 x 3 frames for the background-slot metrics: seg [1, 5, 2, 3] (0 = background) and
+  one-hot masks [1, 5, K=3, 2, 3] of the argmax `pred` below. In frame 4 the slot that wins most
+  background pixels (1) is not the one that wins most foreground pixels, nor (by the tie) most
+  pixels overall (0)."""
   seg = np.array([[[0, 0, 1], [0, 2, 2]],
                   [[1, 1, 1], [2, 2, 2]],
                   [[0, 0, 0], [0, 0, 0]],
-                  [[0, 1, 0], [2, 0, 0]]])
+                  [[0, 1, 0], [2, 0, 0]],
+                  [[0, 0, 0], [1, 1, 1]]])
   pred = np.array([[[0, 0, 0], [1, 0, 2]],
                    [[0, 0, 0], [0, 0, 0]],
                    [[1, 2, 0], [0, 0, 0]],
-                   [[2, 1, 1], [2, 2, 1]]])
+                   [[2, 1, 1], [2, 2, 1]],
+                   [[1, 1, 0], [0, 0, 1]]])
   return seg[None], np.moveaxis(np.eye(3)[pred], -1, 1)[None]
 
 
 def test_foreground_in_background_slot_by_hand():
   """Frame 0: background pixels predicted 0, 0, 1 -> background slot 0; of the 3 foreground
   pixels, 2 are predicted 0: 2/3. Frame 1 has no background, frame 2 no foreground: 0 each.
-  Frame 3: background pixels split 1:1 between slots 2 and 1 -> the lowest, 1, takes 1 of 2."""
+  Frame 3: background pixels split 1:1 between slots 2 and 1 -> the lowest, 1, takes 1 of 2.
+  Frame 4: slot 1 wins 2 of 3 background pixels and 1 of the 3 foreground ones: 1/3."""
   seg, masks = _background_slot_frames()
   got = metrics.foreground_in_background_slot(seg, masks)
-  np.testing.assert_allclose(got, [[2 / 3, 0.0, 0.0, 0.5]], rtol=1e-6)
+  np.testing.assert_allclose(got, [[2 / 3, 0.0, 0.0, 0.5, 1 / 3]], rtol=1e-6)
   with pytest.raises(ValueError, match="masks"):
     metrics.foreground_in_background_slot(seg, masks[:, :, :, :1])
 
@@ -183,10 +188,10 @@ def test_background_in_object_slots_by_hand():
   """The frames of `_background_slot_frames`. Frame 0: background slot 0 takes 2 of its 3
   background pixels: 1/3 spilled. Frame 1 has no background: 0. Frame 2 (no foreground): slot 0
   wins 4 of 6, 2 go to slots 1 and 2: 1/3. Frame 3: background slot 1 (the tie), 2 of 4 to slot
-  2: 1/2."""
+  2: 1/2. Frame 4: background slot 1, 1 of 3 to slot 0: 1/3."""
   seg, masks = _background_slot_frames()
   got = metrics.background_in_object_slots(seg, masks)
-  np.testing.assert_allclose(got, [[1 / 3, 0.0, 1 / 3, 0.5]], rtol=1e-6)
+  np.testing.assert_allclose(got, [[1 / 3, 0.0, 1 / 3, 0.5, 1 / 3]], rtol=1e-6)
   with pytest.raises(ValueError, match="masks"):
     metrics.background_in_object_slots(seg, masks[:, :, :, :1])
 
