@@ -18,7 +18,8 @@ so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the sl
 `lambda_input_refine_2` (run 8: how the inference reads the frame), `sigma_x_0.2_refine_2` and
 `refine_3` (run 9), `sa_encoder_refine_2` (run 9's next lever: what the attention reads from),
 `sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), its stronger doses
-`sigma_x_0.5_refine_2`, `sigma_x_0.7_refine_2` and `sigma_x_1.0_refine_2` (run 19), and
+`sigma_x_0.5_refine_2`, `sigma_x_0.7_refine_2` and `sigma_x_1.0_refine_2` (run 19) and
+`sigma_x_1.4_refine_2` and `sigma_x_2.0_refine_2` (run 20), and
 `attention_bias_refine_2` (run 11: the responsibilities steer the attention) and
 `blend_refine_2` (run 13: Slot Attention's blended-image likelihood instead of Eq 2's mixture).
   --config=experiments/configs/study.py:combined     one preset as a training config
@@ -83,6 +84,10 @@ PRESETS = {
                              "model.beta": 0.0102},
     "sigma_x_1.0_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 1.0,
                              "model.beta": 0.005},
+    "sigma_x_1.4_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 1.4,
+                             "model.beta": 0.00255},
+    "sigma_x_2.0_refine_2": {"model.num_refine_steps": 2, "model.sigma_x": 2.0,
+                             "model.beta": 0.00125},
     "refine_3": {"model.num_refine_steps": 3},
     # Against `refine_2` too: what the attention reads from (run 9's next lever). Slot
     # Attention's CNN (4 layers of 64 channels, 5 x 5) instead of the default (32, 32) of 3 x 3
