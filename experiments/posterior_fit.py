@@ -1,7 +1,8 @@
 r"""Posterior fit: is the plateau in the inference or in the decoder?
 
   python -m experiments.posterior_fit --workdir=DIR [--num_sequences=128] [--steps=1000]
-      [--learning_rate=0.03] [--curve_every=100] [--elbo_samples=8] [--output=FILE]
+      [--learning_rate=0.03] [--optimizer=adam] [--eps=1e-8] [--curve_every=100] [--elbo_samples=8]
+      [--output=FILE]
       [--figures=DIR] [--figure_sequences=8]
 
 The model's masks are discs whatever the sprite's shape, and the slots hold little of the shape
@@ -10,7 +11,7 @@ refinement network does not find that z (an amortisation gap), or no z the decod
 one that the ELBO prefers (the gap is in what the decoder learned). This tells them apart
 without training the model: for the last frame x (T-1) of the first --num_sequences eval
 sequences it starts from the model's refined posterior lambda^N (`apply`'s "posterior") and fits
-lambda to that frame alone by Adam on -ELBO(x; lambda) (Eq 7 with the run's sigma_x, beta,
+lambda to that frame alone by Adam (or --optimizer=sgd) on -ELBO(x; lambda) (Eq 7 with the run's sigma_x, beta,
 pixel likelihood and fixed N(0, I) prior; one fresh reparameterised sample per step, summed over
 frames, so each frame's lambda follows its own gradient), the decoder and everything else fixed.
 
@@ -41,10 +42,11 @@ from absl import app, flags
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments import evaluator, position_probe, setup_lib, shape_probe
 from parts_jax import distributions, likelihood, lowering, metrics
+from parts_jax.config import FIT_OPTIMIZERS
+from parts_jax.model import fit_optimizer
 from parts_jax import visualize as vis
 
 FLAGS = flags.FLAGS
@@ -68,14 +70,14 @@ def true_slot_map(resp: np.ndarray, seg: np.ndarray) -> np.ndarray:
 
 def fit_curve(model, params, x: jnp.ndarray, lam0: jnp.ndarray, *, steps: int,
               learning_rate: float, curve_every: int, rng: jax.Array,
-              measure) -> List[Dict[str, Any]]:
+              measure, optimizer: str = "adam", eps: float = 1e-8) -> List[Dict[str, Any]]:
   """Adam on sum over frames of -ELBO(x; lambda) from lam0 [B, K, 2D], x [B, H, W, 3].
 
   `measure(lam, step)` -> a dict of numbers, called at step 0, every curve_every steps and at
   the last; returns their list, each with "step" and "seconds" (fitting time so far)."""
   if steps < 0 or curve_every < 1:
     raise ValueError(f"steps must be >= 0 and curve_every >= 1, got {steps}, {curve_every}")
-  opt = optax.adam(learning_rate)
+  opt = fit_optimizer(optimizer, learning_rate, eps)
 
   update = jax.jit(lambda lam, state, key: model.posterior_update(params, x, lam, state, opt,
                                                                  key))
@@ -96,7 +98,8 @@ def fit_curve(model, params, x: jnp.ndarray, lam0: jnp.ndarray, *, steps: int,
 
 def fit(workdir: str, num_sequences: int = 128, steps: int = 1000, learning_rate: float = 0.03,
         curve_every: int = 100, elbo_samples: int = 8, folds: int = 5,
-        figures: Optional[str] = None, figure_sequences: int = 8) -> Dict[str, Any]:
+        figures: Optional[str] = None, figure_sequences: int = 8,
+        optimizer: str = "adam", eps: float = 1e-8) -> Dict[str, Any]:
   """Runs the fit on the latest checkpoint of `workdir` (module docstring); with `figures`
   (a directory) it also draws the figures there; their paths are in the result's "figures"."""
   if elbo_samples < 1 or figure_sequences < 1:
@@ -180,10 +183,11 @@ def fit(workdir: str, num_sequences: int = 128, steps: int = 1000, learning_rate
 
   curve = fit_curve(model, params, x, lam0, steps=steps, learning_rate=learning_rate,
                     curve_every=curve_every, rng=jax.random.PRNGKey(config.eval.seed + 1),
-                    measure=measure)
+                    measure=measure, optimizer=optimizer, eps=eps)
   return dict(
       workdir=workdir, step=step, num_sequences=int(x.shape[0]), frame="last (T-1)",
-      steps=steps, learning_rate=learning_rate, elbo_samples=elbo_samples,
+      steps=steps, learning_rate=learning_rate, optimizer=optimizer, eps=eps,
+      elbo_samples=elbo_samples,
       sigma_x=float(config.model.sigma_x), beta=float(config.model.beta),
       likelihood=config.model.likelihood, curve=curve,
       shape_probe={("model" if at == 0 else "fitted"): {name: probes[at][name]["accuracy"]
@@ -198,7 +202,8 @@ def main(argv: List[str]):
   result = fit(FLAGS.workdir, FLAGS.num_sequences, FLAGS.steps, FLAGS.learning_rate,
                FLAGS.curve_every, FLAGS.elbo_samples,
                figures=FLAGS.figures or os.path.join(FLAGS.workdir, "figures"),
-               figure_sequences=FLAGS.figure_sequences)
+               figure_sequences=FLAGS.figure_sequences, optimizer=FLAGS.optimizer,
+               eps=FLAGS.eps)
   first, last = result["curve"][0], result["curve"][-1]
   for name in ("elbo", "kl", "fg_ari", "ari", "fg_ari_responsibilities", "fg_in_background_slot",
                "object_mask_contrast"):
@@ -220,8 +225,10 @@ def main(argv: List[str]):
 if __name__ == "__main__":
   flags.DEFINE_string("workdir", None, "Training workdir.")
   flags.DEFINE_integer("num_sequences", 128, "Eval sequences (the first ones, in order).")
-  flags.DEFINE_integer("steps", 1000, "Adam steps on lambda.")
-  flags.DEFINE_float("learning_rate", 0.03, "Adam learning rate for lambda.")
+  flags.DEFINE_integer("steps", 1000, "Optimiser steps on lambda.")
+  flags.DEFINE_float("learning_rate", 0.03, "Learning rate for lambda.")
+  flags.DEFINE_enum("optimizer", "adam", list(FIT_OPTIMIZERS), "Optimiser of the fit (optax's).")
+  flags.DEFINE_float("eps", 1e-8, "Adam's epsilon.")
   flags.DEFINE_integer("curve_every", 100, "Measure every this many steps.")
   flags.DEFINE_integer("elbo_samples", 8, "Fixed noise draws for the reported ELBO.")
   flags.DEFINE_string("output", None, "Output JSON (default WORKDIR/eval/posterior_fit.json).")

@@ -78,8 +78,8 @@ class _Logger:
 
   def progress(self, step: int, values: Dict[str, float], steps_per_s: float) -> None:
     eta = (self.num_steps - step) / max(steps_per_s, 1e-9)
-    fitted = (f"fitted_elbo {values['train/fitted_elbo']:.2f} | "
-              if "train/fitted_elbo" in values else "")   # config.model.semi_amortized
+    fitted = "".join(f"{k} {values['train/' + k]:.2f} | " for k in ("fitted_elbo", "distill")
+                     if "train/" + k in values)   # config.model.semi_amortized
     line = (f"step {step}/{self.num_steps} | elbo {values['train/elbo']:.2f} | {fitted}"
             f"kl {values['train/kl']:.2f} | mse {values['train/mse']:.5f} | "
             f"{steps_per_s:.2f} steps/s | ETA {int(eta // 3600)}h{int(eta % 3600 // 60):02d}m"

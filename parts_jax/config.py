@@ -12,6 +12,7 @@ CONV_IMPLS = ("auto", "xla", "im2col")
 DECODER_BASES = ("linear", "mlp", "relative")   # spatial bases of parts_jax/decoder.py
 ATTENTION_BIASES = ("none", "log_masks", "log_responsibilities")   # parts_jax/attention.py
 PIXEL_LIKELIHOODS = ("mixture", "blend")        # parts_jax/likelihood.py
+FIT_OPTIMIZERS = ("adam", "sgd")                # semi_amortized.optimizer (optax's)
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -43,11 +44,17 @@ def get_model_config() -> ml_collections.ConfigDict:
                                  # lambda_t^1 "do[es] not get decoded", 3.2.3)
   # Semi-amortised training (not in the paper; SA-VAE, Kim et al. 2018): with steps > 0, after
   # the N learned refinements lambda_t^N is fitted further by `steps` Adam steps on -ELBO(x_t)
-  # (decoder fixed, learning_rate), and the ELBO at that fitted lambda, held fixed, joins the
-  # step's loss ("fitted_elbo"): a decoder term only. lambda_t^N itself goes on to the predictor
-  # and its masks are the ones measured. Evaluation runs without the fit (PARTS.for_evaluation).
-  # docs/study.md run 17.
-  c.semi_amortized = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.03))
+  # (decoder fixed, learning_rate). With fitted_elbo the ELBO at that fitted lambda, held fixed,
+  # joins the step's loss ("fitted_elbo"): a decoder term only (docs/study.md runs 17-18). With
+  # distill = w > 0 the loss subtracts w ||lambda_t^N - fitted||^2 ("distill"):
+  # the refinement is trained towards the fitted posterior, which is held fixed (run 21).
+  # lambda_t^N itself goes on to the predictor and the masks measured are the model's own.
+  # Evaluation runs without the fit (PARTS.for_evaluation).
+  # optimizer: "adam" (runs 17-18) or "sgd"; eps: Adam's epsilon (optax's default 1e-8; an
+  # Adam step moves a coordinate ~learning_rate whatever its gradient, unless |grad| << eps).
+  c.semi_amortized = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.03,
+                                                    optimizer="adam", eps=1e-8,
+                                                    fitted_elbo=True, distill=0.0))
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
@@ -116,6 +123,20 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   if sa.steps and not sa.learning_rate > 0:
     raise ConfigError(f"config.model.semi_amortized.learning_rate must be > 0, "
                       f"got {sa.learning_rate!r}")
+  if sa.optimizer not in FIT_OPTIMIZERS:
+    raise ConfigError(f"config.model.semi_amortized.optimizer must be one of {FIT_OPTIMIZERS}, "
+                      f"got {sa.optimizer!r}")
+  if not sa.eps > 0:
+    raise ConfigError(f"config.model.semi_amortized.eps must be > 0, got {sa.eps!r}")
+  if not sa.distill >= 0:
+    raise ConfigError(f"config.model.semi_amortized.distill must be >= 0 (0 = off), "
+                      f"got {sa.distill!r}")
+  if sa.distill and not sa.steps:
+    raise ConfigError("config.model.semi_amortized.distill > 0 needs a fit to distil: set "
+                      "config.model.semi_amortized.steps > 0")
+  if sa.steps and not (sa.fitted_elbo or sa.distill):
+    raise ConfigError("config.model.semi_amortized.steps > 0 with fitted_elbo=False and "
+                      "distill=0 fits lambda for nothing: set one of them, or steps=0")
   if not c.beta >= 0:
     raise ConfigError(f"config.model.beta must be >= 0, got {c.beta!r}")
   if not c.action_scale > 0:

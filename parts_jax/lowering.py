@@ -29,26 +29,31 @@ import jax.numpy as jnp
 
 Outputs = Dict[str, jnp.ndarray]
 SUMMED = ("elbo", "kl", "nll", "mse")      # the per-frame terms of every step (`summed`)
-FITTED = "fitted_elbo"                     # the step's term under semi-amortised training
+FITTED = "fitted_elbo"                     # the step's terms under semi-amortised training
+DISTILL = "distill"                        # (config.model.semi_amortized)
 
 
 # --- The loss (3.3) ----------------------------------------------------------------------------
 def summed(model_config) -> Tuple[str, ...]:
-  """The per-frame terms `frame_sums` adds up: SUMMED, and "fitted_elbo" under semi-amortised
-  training (model_config.semi_amortized.steps > 0)."""
-  return SUMMED + ((FITTED,) if model_config.semi_amortized.steps else ())
+  """The per-frame terms `frame_sums` adds up: SUMMED, and under semi-amortised training
+  (model_config.semi_amortized.steps > 0) "fitted_elbo" and/or "distill", as configured."""
+  sa = model_config.semi_amortized
+  if not sa.steps:
+    return SUMMED
+  return SUMMED + ((FITTED,) if sa.fitted_elbo else ()) + ((DISTILL,) if sa.distill else ())
 
 
 def frame_sums(outs: Outputs) -> Dict[str, jnp.ndarray]:
   """Sums over all frames (time- or batch-major alike) of the per-frame terms `summed`
   (those in outs): scalars."""
-  return {k: jnp.sum(outs[k]) for k in SUMMED + (FITTED,) if k in outs}
+  return {k: jnp.sum(outs[k]) for k in SUMMED + (FITTED, DISTILL) if k in outs}
 
 
 def objective(sums: Dict[str, jnp.ndarray]) -> jnp.ndarray:
   """What the loss maximises, summed over frames (`frame_sums`): the ELBO, plus the fitted
-  posterior's ELBO under semi-amortised training (config.model.semi_amortized)."""
-  return sums["elbo"] + sums.get(FITTED, 0.0)
+  posterior's ELBO and minus the distillation penalty under semi-amortised training
+  (config.model.semi_amortized)."""
+  return sums["elbo"] + sums.get(FITTED, 0.0) - sums.get(DISTILL, 0.0)
 
 
 def loss(elbo_sum: jnp.ndarray, num_frames: int) -> jnp.ndarray:

@@ -15,9 +15,10 @@ that is the ELBO at lambda_t^0, which has seen only past frames, and lambda_t^1 
 predictor without being decoded. With `decode_refined` lambda_t^N is decoded too and its ELBO
 joins the mean (N = 1: lambda_t^0 and lambda_t^1, at one refinement's cost). With
 `predictive_prior` (OP3-style) the prior is N(lambda_t^0) and the loss is the ELBO of the refined
-lambda_t^N alone, which is decoded. With `semi_amortized.steps` > 0 (not in the paper) the loss
-adds the ELBO at lambda_t^N fitted further by Adam steps, decoder fixed ("fitted_elbo"; gradients
-to the decoder only).
+lambda_t^N alone, which is decoded. With `semi_amortized.steps` > 0 (not in the paper)
+lambda_t^N is fitted further by Adam steps, decoder fixed, and the loss adds the ELBO at the
+fitted lambda ("fitted_elbo"; gradients to the decoder only) and/or subtracts a distillation
+penalty w ||lambda_t^N - fitted||^2 ("distill"; gradients to the refinement and predictor).
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
@@ -73,7 +74,7 @@ class PARTS:
     if not self.config.semi_amortized.steps:
       return self
     config = ml_collections.ConfigDict(self.config.to_dict())
-    config.semi_amortized.steps = 0
+    config.semi_amortized.steps, config.semi_amortized.distill = 0, 0.0
     return PARTS(config, self.backend)
 
   # --- Haiku modules ---------------------------------------------------------------------
@@ -121,7 +122,8 @@ class PARTS:
     (per-slot means), "posterior" [K,2D] (refined lambda_t^N), "prior" [K,2D],
     "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
     refiner, the per-pixel responsibilities it was given), and with semi_amortized.steps > 0
-    "fitted_elbo" (the ELBO at the fitted lambda_t^N; 0 for unobserved steps).
+    "fitted_elbo" (the ELBO at the fitted lambda_t^N) and/or "distill" (the distillation
+    penalty), as configured; 0 for unobserved steps.
     """
     carry, xs = self.step_inputs(rng, batch, refine_all)
     return lowering.sequence(self, params, carry, xs)
@@ -199,21 +201,39 @@ class PARTS:
     delta, opt_state = optimizer.update(grad, opt_state)
     return optax.apply_updates(lam, delta), opt_state
 
-  def _fitted_elbo(self, params, x, lam, prior_lam, rng) -> jnp.ndarray:
-    """Semi-amortised training (config.semi_amortized): lambda_t^N fitted further by `steps`
-    Adam steps (decoder fixed), then the ELBO [B] at that fitted lambda, held fixed, so that
-    its gradient reaches the decoder alone."""
+  def _fit(self, params, x, lam, prior_lam, rng) -> jnp.ndarray:
+    """Semi-amortised training (config.semi_amortized): lambda_t^N [B,K,2D] fitted further by
+    `steps` steps of `optimizer` on -ELBO(x_t) (Eq 7), decoder fixed. No gradient reaches the
+    result."""
     sa = self.config.semi_amortized
     fixed = jax.lax.stop_gradient
-    optimizer = optax.adam(sa.learning_rate)
+    optimizer = fit_optimizer(sa.optimizer, sa.learning_rate, sa.eps)
     lam = fixed(lam)
     prior_lam = None if prior_lam is None else fixed(prior_lam)
     opt_state = optimizer.init(lam)
     for i in range(sa.steps):
       lam, opt_state = self.posterior_update(fixed(params), x, lam, opt_state, optimizer,
                                              jax.random.fold_in(rng, i), prior_lam)
-    eps = distributions.standard_normal(jax.random.fold_in(rng, sa.steps), lam)
-    return self.negative_elbo(params, x, lam, eps, prior_lam)[1][0].elbo   # lam: no gradient
+    return fixed(lam)
+
+  def _semi_amortized_terms(self, params, x, lam, prior_lam, rng) -> Dict[str, jnp.ndarray]:
+    """The step's semi-amortised terms ([B] each), from the fit of lambda_t^N [B,K,2D]:
+      "fitted_elbo" (semi_amortized.fitted_elbo): the ELBO at the fitted lambda, held fixed, so
+        that its gradient reaches the decoder alone;
+      "distill" (semi_amortized.distill = w > 0): w ||lambda_t^N - fitted||^2 (sum over K and
+        2D), the penalty the loss subtracts; its gradient reaches the refinement (and through
+        lambda_t^0 the predictor), never the fit's target. lambda_t^N alone: the fit starts
+        there, so the distance is what the fit moved (run 21: pulling lambda_t^1 of N = 2 to the
+        same target diverged)."""
+    sa = self.config.semi_amortized
+    fitted = self._fit(params, x, lam, prior_lam, rng)
+    terms = {}
+    if sa.fitted_elbo:
+      eps = distributions.standard_normal(jax.random.fold_in(rng, sa.steps), fitted)
+      terms[lowering.FITTED] = self.negative_elbo(params, x, fitted, eps, prior_lam)[1][0].elbo
+    if sa.distill:
+      terms[lowering.DISTILL] = sa.distill * jnp.sum(jnp.square(lam - fitted), axis=(1, 2))
+    return terms
 
   # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------
   def _inputs(self, batch: Batch) -> Tuple[jnp.ndarray, jnp.ndarray]:
@@ -275,9 +295,9 @@ class PARTS:
         prior=lam0 if cfg.predictive_prior else distributions.fixed_prior(lam),
         attention=attn)
     if cfg.semi_amortized.steps:
-      fitted = self._fitted_elbo(params, inputs.x, lam, prior_lam,
-                                 jax.random.fold_in(inputs.rng, cfg.num_refine_steps + 1))
-      outputs[lowering.FITTED] = jnp.where(inputs.observe, fitted, 0.0)
+      terms = self._semi_amortized_terms(params, inputs.x, lam, prior_lam,
+                                         jax.random.fold_in(inputs.rng, cfg.num_refine_steps + 1))
+      outputs.update({k: jnp.where(inputs.observe, v, 0.0) for k, v in terms.items()})
     return Carry(lam, state, inputs.action), outputs
 
   def initial_carry(self, batch_size: int, action_dim: int) -> Carry:
@@ -307,6 +327,17 @@ class PARTS:
     xs = StepInputs(x=jnp.swapaxes(video, 0, 1), action=jnp.swapaxes(actions, 0, 1),
                     rng=jax.random.split(rng, t), observe=observe, cut=cut)
     return self.initial_carry(b, actions.shape[-1]), xs
+
+
+def fit_optimizer(name: str, learning_rate: float,
+                  eps: float = 1e-8) -> optax.GradientTransformation:
+  """The optimiser of a posterior fit on lambda (config.semi_amortized, experiments/posterior_fit):
+  "adam" (with epsilon eps) or "sgd" (config.FIT_OPTIMIZERS)."""
+  if name == "adam":
+    return optax.adam(learning_rate, eps=eps)
+  if name == "sgd":
+    return optax.sgd(learning_rate)
+  raise ValueError(f"fit optimizer must be one of {config_lib.FIT_OPTIMIZERS}, got {name!r}")
 
 
 def build_model(config: ml_collections.ConfigDict, backend: Optional[str] = None) -> PARTS:

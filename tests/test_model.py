@@ -492,11 +492,24 @@ def test_second_order_lets_parameter_gradients_through_the_dl_dlambda_input():
       dec(grads[False])).max()
 
 
+def _fitted_reference(model, params, x, lam, key, steps, lr):
+  """lam [B,K,2D] after `steps` Adam steps on -ELBO(x; lam) from `key` as model.py documents
+  (sample i from fold_in(key, i)): an unrolled optax loop."""
+  import optax
+  opt = optax.adam(lr)
+  state = opt.init(lam)
+  for i in range(steps):
+    eps = distributions.standard_normal(jax.random.fold_in(key, i), lam)
+    grad = jax.grad(lambda l: model.negative_elbo(params, x, l, eps)[0])(lam)
+    delta, state = opt.update(grad, state)
+    lam = lam + delta
+  return lam
+
+
 def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_decoder_only():
   """semi_amortized.steps = 2: "fitted_elbo" is the ELBO after 2 Adam steps on -ELBO(x_t) from
   the refined lambda_t^N (an unrolled reference with optax, keys as documented in model.py), it
   joins the loss, and its parameter gradient reaches the decoder alone."""
-  import optax
   steps, lr = 2, 0.1
   model, params, batch = _setup(steps=2, **{"semi_amortized.steps": steps,
                                             "semi_amortized.learning_rate": lr})
@@ -508,13 +521,7 @@ def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_dec
   x = jnp.swapaxes(jnp.asarray(batch["video"], jnp.float32), 0, 1)
   for t, key in enumerate(jax.random.split(rng, 2)):
     key = jax.random.fold_in(key, model.config.num_refine_steps + 1)
-    lam, opt = out["posterior"][:, t], optax.adam(lr)
-    state = opt.init(lam)
-    for i in range(steps):
-      eps = distributions.standard_normal(jax.random.fold_in(key, i), lam)
-      grad = jax.grad(lambda l: model.negative_elbo(params, x[t], l, eps)[0])(lam)
-      delta, state = opt.update(grad, state)
-      lam = lam + delta
+    lam = _fitted_reference(model, params, x[t], out["posterior"][:, t], key, steps, lr)
     eps = distributions.standard_normal(jax.random.fold_in(key, steps), lam)
     want = model.negative_elbo(params, x[t], lam, eps)[1][0].elbo
     np.testing.assert_allclose(out["fitted_elbo"][:, t], want, rtol=1e-4)
@@ -523,6 +530,74 @@ def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_dec
   for name, leaf in grads.items():
     size = max(float(np.abs(g).max()) for g in leaf.values())
     assert (size > 0) == name.startswith("decoder"), (name, size)
+
+
+@pytest.mark.parametrize("num_refine_steps", [1, 2])
+def test_distillation_pulls_the_refined_posterior_towards_a_fixed_fitted_one(num_refine_steps):
+  """semi_amortized.distill = w, fitted_elbo off: "distill" is w ||lambda_t^N - fitted||^2 with
+  the fit an unrolled Adam reference from lambda_t^N; the loss is -ELBO + distill; the parameter
+  gradient of the term equals that of the same penalty against the reference held constant (no
+  gradient reaches the target), and it reaches the refinement."""
+  steps, lr, w = 2, 0.1, 0.7
+  model, params, batch = _setup(steps=2, num_refine_steps=num_refine_steps, **{
+      "semi_amortized.steps": steps, "semi_amortized.learning_rate": lr,
+      "semi_amortized.fitted_elbo": False, "semi_amortized.distill": w})
+  params = _perturbed(params)
+  rng = jax.random.PRNGKey(1)
+  out = model.apply(params, rng, batch)
+  assert "fitted_elbo" not in out
+  np.testing.assert_allclose(out["loss"], -np.mean(out["elbo"]) + np.mean(out["distill"]),
+                             rtol=1e-5)
+  x = jnp.swapaxes(jnp.asarray(batch["video"], jnp.float32), 0, 1)
+  targets = []
+  for t, key in enumerate(jax.random.split(rng, 2)):
+    targets.append(_fitted_reference(model, params, x[t], out["posterior"][:, t],
+                                     jax.random.fold_in(key, num_refine_steps + 1), steps, lr))
+    want = w * np.sum(np.square(out["posterior"][:, t] - targets[t]), axis=(1, 2))
+    np.testing.assert_allclose(out["distill"][:, t], want, rtol=1e-4)
+    assert np.abs(targets[t] - out["posterior"][:, t]).max() > 0.1   # the fit moved lambda
+  fixed = jnp.stack(targets, axis=1)
+  term = lambda p: jnp.sum(model.apply(p, rng, batch)["distill"])
+  held = lambda p: w * jnp.sum(jnp.square(model.apply(p, rng, batch)["posterior"] - fixed))
+  got, ref = jax.grad(term)(params), jax.grad(held)(params)
+  for name in ref:
+    for leaf in ref[name]:
+      np.testing.assert_allclose(got[name][leaf], ref[name][leaf], rtol=1e-3, atol=1e-5,
+                                 err_msg=f"{name}/{leaf}")
+  assert max(float(np.abs(v).max()) for k, leaf in got.items() if k.startswith("refine")
+             for v in leaf.values()) > 0
+
+
+@pytest.mark.parametrize("optimizer,eps", [("adam", 1e-8), ("adam", 0.5), ("sgd", 1e-8)])
+def test_semi_amortized_fit_step_by_hand(optimizer, eps):
+  """One fitting step (config.semi_amortized, steps = 1) against its formula: Adam's first,
+  bias-corrected step is -lr g / (|g| + eps), SGD's -lr g, with g = d(-ELBO)/dlambda at the
+  documented noise draw; a large eps shortens the steps of small gradients."""
+  lr = 0.05
+  model, params, batch = _setup(steps=1, **{
+      "semi_amortized.steps": 1, "semi_amortized.learning_rate": lr,
+      "semi_amortized.optimizer": optimizer, "semi_amortized.eps": eps})
+  params = _perturbed(params)
+  x = jnp.asarray(batch["video"][:, 0], jnp.float32)
+  lam = 0.3 * jax.random.normal(jax.random.PRNGKey(2), (B, 3, 8))
+  key = jax.random.PRNGKey(3)
+  got = model._fit(params, x, lam, None, key)
+  eps_draw = distributions.standard_normal(jax.random.fold_in(key, 0), lam)
+  g = np.asarray(jax.grad(lambda l: model.negative_elbo(params, x, l, eps_draw)[0])(lam))
+  step = g / (np.abs(g) + eps) if optimizer == "adam" else g
+  np.testing.assert_allclose(got, lam - lr * step, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"semi_amortized.optimizer": "lbfgs"}, "optimizer must be one of"),
+    ({"semi_amortized.eps": 0.0}, "eps must be > 0"),
+    ({"semi_amortized.distill": -1.0}, "distill must be >= 0"),
+    ({"semi_amortized.distill": 1.0}, "needs a fit"),
+    ({"semi_amortized.steps": 3, "semi_amortized.fitted_elbo": False}, "for nothing")])
+def test_semi_amortized_config_errors(fields, message):
+  from parts_jax.config import ConfigError
+  with pytest.raises(ConfigError, match=message):
+    build_model(tiny_model_config(**fields))
 
 
 def test_model_for_evaluation_drops_the_semi_amortized_fit_and_nothing_else():
@@ -540,5 +615,8 @@ def test_model_for_evaluation_drops_the_semi_amortized_fit_and_nothing_else():
   assert not np.isclose(trained["loss"], out["loss"])
   for key in ("posterior", "masks", "elbo", "kl", "recon"):
     np.testing.assert_array_equal(out[key], trained[key], err_msg=key)
+  distilled = _setup(steps=2, **{"semi_amortized.steps": 2, "semi_amortized.distill": 1.0})[0]
+  out = distilled.for_evaluation().apply(params, rng, batch)
+  assert "distill" not in out and "distill" in distilled.apply(params, rng, batch)
   plain = _setup(steps=2)[0]
   assert plain.for_evaluation() is plain

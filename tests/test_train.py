@@ -395,7 +395,9 @@ def test_progress_line_shows_the_elbo_and_the_fitted_elbo_when_trained_on(tmp_pa
   values = {"train/loss": -300.0, "train/elbo": 120.0, "train/kl": 4.0, "train/mse": 0.01}
   log.progress(5, values, steps_per_s=1.0)
   log.progress(6, dict(values, **{"train/fitted_elbo": 180.0}), steps_per_s=1.0)
+  log.progress(7, dict(values, **{"train/distill": 2.5}), steps_per_s=1.0)
   log.close()
-  plain, fitted = capsys.readouterr().out.splitlines()
+  plain, fitted, distill = capsys.readouterr().out.splitlines()
   assert plain.startswith("step 5/10 | elbo 120.00 | kl 4.00 |") and "fitted" not in plain
   assert fitted.startswith("step 6/10 | elbo 120.00 | fitted_elbo 180.00 | kl 4.00 |")
+  assert distill.startswith("step 7/10 | elbo 120.00 | distill 2.50 | kl 4.00 |")
