@@ -1,9 +1,8 @@
 r"""Posterior fit: is the plateau in the inference or in the decoder?
 
   python -m experiments.posterior_fit --workdir=DIR [--num_sequences=128] [--steps=1000]
-      [--learning_rate=0.03] [--optimizer=adam] [--eps=1e-8] [--curve_every=100] [--elbo_samples=8]
-      [--output=FILE]
-      [--figures=DIR] [--figure_sequences=8]
+      [--learning_rate=0.03] [--optimizer=adam] [--eps=1e-8] [--curve_every=100]
+      [--elbo_samples=8] [--output=FILE] [--figures=DIR] [--figure_sequences=8]
 
 The model's masks are discs whatever the sprite's shape, and the slots hold little of the shape
 (experiments.shape_probe). Either the trained decoder draws an outline from some z and the
@@ -11,9 +10,10 @@ refinement network does not find that z (an amortisation gap), or no z the decod
 one that the ELBO prefers (the gap is in what the decoder learned). This tells them apart
 without training the model: for the last frame x (T-1) of the first --num_sequences eval
 sequences it starts from the model's refined posterior lambda^N (`apply`'s "posterior") and fits
-lambda to that frame alone by Adam (or --optimizer=sgd) on -ELBO(x; lambda) (Eq 7 with the run's sigma_x, beta,
-pixel likelihood and fixed N(0, I) prior; one fresh reparameterised sample per step, summed over
-frames, so each frame's lambda follows its own gradient), the decoder and everything else fixed.
+lambda to that frame alone by Adam (or --optimizer=sgd) on -ELBO(x; lambda) (Eq 7 with the run's
+sigma_x, beta, pixel likelihood and fixed N(0, I) prior; one fresh reparameterised sample per
+step, summed over frames, so each frame's lambda follows its own gradient), the decoder and
+everything else fixed.
 
 Every --curve_every steps (and at 0, the model's own posterior) it reports, on the same frames:
   elbo, kl:   per frame, the mean over --elbo_samples fixed noise draws (the same at every point);
@@ -71,7 +71,8 @@ def true_slot_map(resp: np.ndarray, seg: np.ndarray) -> np.ndarray:
 def fit_curve(model, params, x: jnp.ndarray, lam0: jnp.ndarray, *, steps: int,
               learning_rate: float, curve_every: int, rng: jax.Array,
               measure, optimizer: str = "adam", eps: float = 1e-8) -> List[Dict[str, Any]]:
-  """Adam on sum over frames of -ELBO(x; lambda) from lam0 [B, K, 2D], x [B, H, W, 3].
+  """`model.fit_optimizer(optimizer, learning_rate, eps)` on the sum over frames of
+  -ELBO(x; lambda) from lam0 [B, K, 2D], x [B, H, W, 3].
 
   `measure(lam, step)` -> a dict of numbers, called at step 0, every curve_every steps and at
   the last; returns their list, each with "step" and "seconds" (fitting time so far)."""

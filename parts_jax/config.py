@@ -43,10 +43,10 @@ def get_model_config() -> ml_collections.ConfigDict:
                                  # step's loss; the masks are then lambda_t^N's (paper: N = 1's
                                  # lambda_t^1 "do[es] not get decoded", 3.2.3)
   # Semi-amortised training (not in the paper; SA-VAE, Kim et al. 2018): with steps > 0, after
-  # the N learned refinements lambda_t^N is fitted further by `steps` Adam steps on -ELBO(x_t)
-  # (decoder fixed, learning_rate). With fitted_elbo the ELBO at that fitted lambda, held fixed,
-  # joins the step's loss ("fitted_elbo"): a decoder term only (docs/study.md runs 17-18). With
-  # distill = w > 0 the loss subtracts w ||lambda_t^N - fitted||^2 ("distill"):
+  # the N learned refinements lambda_t^N is fitted further by `steps` steps of `optimizer` on
+  # -ELBO(x_t) (decoder fixed, learning_rate). With fitted_elbo the ELBO at that fitted lambda,
+  # held fixed, joins the step's loss ("fitted_elbo"): a decoder term only (docs/study.md runs
+  # 17-18). With distill = w > 0 the loss subtracts w ||lambda_t^N - fitted||^2 ("distill"):
   # the refinement is trained towards the fitted posterior, which is held fixed (run 21).
   # lambda_t^N itself goes on to the predictor and the masks measured are the model's own.
   # Evaluation runs without the fit (PARTS.for_evaluation).

@@ -595,7 +595,6 @@ def test_semi_amortized_fit_step_by_hand(optimizer, eps):
     ({"semi_amortized.distill": 1.0}, "needs a fit"),
     ({"semi_amortized.steps": 3, "semi_amortized.fitted_elbo": False}, "for nothing")])
 def test_semi_amortized_config_errors(fields, message):
-  from parts_jax.config import ConfigError
   with pytest.raises(ConfigError, match=message):
     build_model(tiny_model_config(**fields))
 
