@@ -49,18 +49,23 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   A partial restore of the "params" entry of the state saved by `save`, so neither the optimizer
   nor its state is needed. `params` (e.g. `model.init(...)`, or its shapes) gives the expected
   structure, shapes and dtypes; `sharding` places the arrays (default: the first device).
-  Raises FileNotFoundError when `workdir` has no checkpoint, ValueError when the checkpoint does
-  not fit `params` (a model built from another config than the trained one).
+  `step` None restores the latest checkpoint. Raises FileNotFoundError when `workdir` has no
+  checkpoint (of `step`), ValueError when the checkpoint does not fit `params` (a model built
+  from another config than the trained one).
   """
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"{directory} not found: train first with python -m "
                             f"experiments.train --workdir={workdir}")
   mngr = manager(workdir)
-  step = mngr.latest_step() if step is None else step
-  if step is None:
+  steps = sorted(mngr.all_steps())
+  if not steps:
     raise FileNotFoundError(f"no checkpoint in {directory}: train first with python -m "
                             f"experiments.train --workdir={workdir}")
+  step = steps[-1] if step is None else int(step)
+  if step not in steps:
+    raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; it holds steps "
+                            f"{', '.join(map(str, steps))}")
   problems = _shape_mismatches(directory, step, params)
   if problems:
     raise ValueError(f"checkpoint {directory}/{step} does not fit the model built from the "

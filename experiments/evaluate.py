@@ -1,15 +1,17 @@
 r"""Evaluates a trained PARTS run on the eval split: FG-ARI, ARI and MSE per step, roll-outs.
 
   python -m experiments.evaluate --config=experiments/configs/sprites.py --workdir=DIR \
-      [--config.eval.num_slots=K] [--config.eval.burn_in=4 --config.eval.rollout_steps=15]
+      [--step=S] [--config.eval.num_slots=K] \
+      [--config.eval.burn_in=4 --config.eval.rollout_steps=15]
 
 The run's own config, DIR/config.json, is used (the model must match the checkpoint); the
 --config.x=y flags given on the command line are applied on top of it, so --config (default
 experiments/configs/sprites.py) only gives the field names, and is used as the config only when
-DIR has no config.json. Restores the latest checkpoint of DIR and writes DIR/eval/metrics.json
-(or --output), whose fields are documented and built in one place,
-`experiments.evaluator.Results`: fg_ari (the paper's ARI-F, last frame), ari, mse, their
-*_per_step lists, diagnostics, rollout_* (with eval.burn_in > 0) and static_* (with
+DIR has no config.json. Restores the latest checkpoint of DIR (or the one of step --step, e.g.
+to draw an FG-ARI curve over the kept checkpoints) and writes DIR/eval/metrics.json
+(DIR/eval/metrics_step_S.json with --step=S; or --output), whose fields are documented and
+built in one place, `experiments.evaluator.Results`: fg_ari (the paper's ARI-F, last frame), ari,
+mse, their *_per_step lists, diagnostics, rollout_* (with eval.burn_in > 0) and static_* (with
 eval.static_steps > 0, Fig 7).
 
 The first config.eval.num_sequences episodes of the eval split are used, in order; when the split
@@ -45,10 +47,18 @@ def _check_ids(batch, num_true: int, origin: str) -> None:
                          f"{num_true}; pass --config.eval.max_ids={int(segs.max()) + 1} or more")
 
 
+def default_output(workdir: str, step: Optional[int] = None) -> str:
+  """WORKDIR/eval/metrics.json for the latest checkpoint, WORKDIR/eval/metrics_step_S.json for
+  the checkpoint of a given step S."""
+  name = "metrics.json" if step is None else f"metrics_step_{int(step)}.json"
+  return os.path.join(workdir, "eval", name)
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[str] = None,
-             verbose: bool = True) -> Dict[str, Any]:
-  """Evaluates the latest checkpoint of `workdir` (see the module docstring); returns the dict
-  written to `output` (default WORKDIR/eval/metrics.json), `evaluator.Results.to_json()`."""
+             verbose: bool = True, step: Optional[int] = None) -> Dict[str, Any]:
+  """Evaluates the checkpoint of `workdir` at `step` (default: the latest; see the module
+  docstring); returns the dict written to `output` (default `default_output(workdir, step)`),
+  `evaluator.Results.to_json()`."""
   setup_lib.check_config(config)
   ec = config.eval
   say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
@@ -65,8 +75,9 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
           f"all {available}", flush=True)
     setup_lib.check_actions(config, it.source.action_dim, it.source.origin)
     batch = next(it)
+    output = output or default_output(workdir, step)
     model, params, step = setup_lib.restore_model(config, workdir, batch, ec.num_slots,
-                                                  sharding=replicated)
+                                                  sharding=replicated, step=step)
     burn_in, rollout_steps = int(ec.burn_in), int(ec.rollout_steps)
     eval_step = evaluator.make_eval_step(model, ec.max_ids, burn_in, rollout_steps,
                                          in_shardings=(replicated, replicated, data_sharding))
@@ -106,7 +117,6 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
       preset=config.get("preset"), seed=config.get("seed"), data=config.data.name,
       dataset_label=config.data.get("dataset_label"), num_slots=model.config.num_slots,
       num_slots_trained=config.model.num_slots, num_sequences_requested=ec.num_sequences)
-  output = output or os.path.join(workdir, "eval", "metrics.json")
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     result.save(output)
@@ -127,7 +137,10 @@ def define_flags() -> None:
       "config", DEFAULT_CONFIG, "Experiment config file: only the schema of the --config.x=y "
       "overrides when WORKDIR/config.json exists, else the config.")
   flags.DEFINE_string("workdir", None, "Training workdir to evaluate.")
-  flags.DEFINE_string("output", None, "Output JSON (default: WORKDIR/eval/metrics.json).")
+  flags.DEFINE_string("output", None, "Output JSON (default: WORKDIR/eval/metrics.json, or "
+                      "WORKDIR/eval/metrics_step_S.json with --step=S).")
+  flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest); "
+                       "one of the steps kept in WORKDIR/checkpoints.")
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -135,7 +148,7 @@ def main(argv):
   del argv
   overrides = config_flags.get_override_values(FLAGS["config"])
   config = setup_lib.config_for_workdir(FLAGS.workdir, FLAGS.config, overrides)
-  evaluate(config, FLAGS.workdir, FLAGS.output)
+  evaluate(config, FLAGS.workdir, FLAGS.output, step=FLAGS.step)
 
 
 if __name__ == "__main__":

@@ -235,11 +235,11 @@ def _fill_missing(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 
 
 def restore_model(config: ml_collections.ConfigDict, workdir: str, example_batch,
-                  num_slots: int = -1, sharding=None):
+                  num_slots: int = -1, sharding=None, step: Optional[int] = None):
   """Builds the model as evaluated (`PARTS.for_evaluation`; with K = num_slots if > 0) and
-  restores the latest parameters of `workdir` into it: (model, params, step). `example_batch`
-  (one batch) sets the shapes."""
+  restores the parameters of `workdir` at `step` (default: the latest) into it: (model, params,
+  step). `example_batch` (one batch) sets the shapes."""
   model = make_model(config, num_slots).for_evaluation()
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), example_batch)
-  params, step = checkpointing.restore_params(workdir, params, sharding=sharding)
+  params, step = checkpointing.restore_params(workdir, params, step=step, sharding=sharding)
   return model, params, step

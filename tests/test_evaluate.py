@@ -1,7 +1,8 @@
 """Tests for experiments.evaluate: metrics.json against an sklearn recomputation, K override,
-roll-out fields, data without segmentations, checkpoint/config mismatch."""
+roll-out fields, data without segmentations, checkpoint/config mismatch, --step."""
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -32,9 +33,9 @@ def tiny_config(data_dir: str):
   return c
 
 
-def make_workdir(workdir: str, config, seed: int = 42):
+def make_workdir(workdir: str, config, seed: int = 42, step: int = STEP):
   """A workdir as experiments.train leaves it (config.json + a checkpoint of the train state at
-  step STEP), with random parameters instead of trained ones (no compile of init or of the
+  `step`, added to those already there), with random parameters instead of trained ones (no compile of init or of the
   train step): N(0, 1) for the decoder, so that masks vary across pixels and the segmentation
   scores are not all equal, N(0, 0.1^2) elsewhere (no layer is zero as at initialisation).
   Returns the saved parameters."""
@@ -46,7 +47,7 @@ def make_workdir(workdir: str, config, seed: int = 42):
   params = jax.tree.unflatten(jax.tree.structure(shapes), [
       (1.0 if "decoder" in jax.tree_util.keystr(path) else 0.1)
       * jax.random.normal(key, s.shape, s.dtype) for key, (path, s) in zip(keys, leaves)])
-  state = dict(step=checkpointing.step_array(STEP), params=params,
+  state = dict(step=checkpointing.step_array(step), params=params,
                opt_state=train.make_optimizer(config.train).init(params),
                rng=jax.random.PRNGKey(1), skipped=checkpointing.step_array(0))
   mngr = checkpointing.manager(workdir)
@@ -187,6 +188,27 @@ def test_config_overrides_and_mismatch(run):
     evaluate.evaluate(wrong, run["workdir"], verbose=False)
   with pytest.raises(FileNotFoundError, match="train first"):
     evaluate.evaluate(run["config"], os.path.join(run["workdir"], "missing"), verbose=False)
+
+
+def test_step_evaluates_a_kept_checkpoint(run, tmp_path):
+  """--step: a workdir holding the run's checkpoint (step STEP) and a later one with other
+  parameters; step=STEP reproduces the run's result to the bit and writes metrics_step_STEP.json
+  beside metrics.json; no step takes the latest; a step not kept is a clear error."""
+  workdir = str(tmp_path / "two_steps")
+  shutil.copytree(run["workdir"], workdir, ignore=shutil.ignore_patterns("eval"))
+  make_workdir(workdir, run["config"], seed=7, step=STEP + 5)
+  config = setup_lib.config_for_workdir(workdir, overrides={
+      "eval.burn_in": 2, "eval.rollout_steps": 3})
+  latest = evaluate.evaluate(config, workdir, verbose=False)
+  assert latest["step"] == STEP + 5 and latest["mse"] != run["result"]["mse"]
+  earlier = evaluate.evaluate(config, workdir, verbose=False, step=STEP)
+  assert earlier == dict(run["result"], workdir=os.path.abspath(workdir))
+  with open(os.path.join(workdir, "eval", f"metrics_step_{STEP}.json")) as f:
+    assert json.load(f) == earlier
+  with open(os.path.join(workdir, "eval", "metrics.json")) as f:
+    assert json.load(f) == latest                         # not overwritten by the earlier step
+  with pytest.raises(FileNotFoundError, match=f"it holds steps {STEP}, {STEP + 5}"):
+    evaluate.evaluate(config, workdir, verbose=False, step=STEP + 1)
 
 
 def test_static_unroll_matches_apply_and_sklearn(run, tmp_path):
