@@ -5,7 +5,7 @@ so restoring the step restores the data stream. Orbax writes each checkpoint to 
 directory and renames it when complete, so a kill during a save leaves the previous one intact.
 """
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
@@ -42,23 +42,15 @@ def step_array(step: int) -> jnp.ndarray:
   return jnp.asarray(step, jnp.int32)
 
 
-def restore_params(workdir: str, params: Any, step: Optional[int] = None,
-                   sharding: Optional[jax.sharding.Sharding] = None):
-  """Restores only the model parameters of a train-state checkpoint: (params, step).
-
-  A partial restore of the "params" entry of the state saved by `save`, so neither the optimizer
-  nor its state is needed. `params` (e.g. `model.init(...)`, or its shapes) gives the expected
-  structure, shapes and dtypes; `sharding` places the arrays (default: the first device).
-  `step` None restores the latest checkpoint. Raises FileNotFoundError when `workdir` has no
-  checkpoint (of `step`), ValueError when the checkpoint does not fit `params` (a model built
-  from another config than the trained one).
-  """
+def averaged_steps(workdir: str, step: Optional[int] = None, average: int = 1) -> List[int]:
+  """The kept checkpoint steps that `restore_params(..., step, average)` averages: the last
+  `average` kept steps up to `step` (default: the latest), fewer when fewer are kept.
+  Raises FileNotFoundError when `workdir` has no checkpoint (of `step`)."""
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   if not os.path.isdir(directory):
     raise FileNotFoundError(f"{directory} not found: train first with python -m "
                             f"experiments.train --workdir={workdir}")
-  mngr = manager(workdir)
-  steps = sorted(mngr.all_steps())
+  steps = sorted(manager(workdir).all_steps())
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {directory}: train first with python -m "
                             f"experiments.train --workdir={workdir}")
@@ -66,6 +58,37 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   if step not in steps:
     raise FileNotFoundError(f"no checkpoint of step {step} in {directory}; it holds steps "
                             f"{', '.join(map(str, steps))}")
+  if int(average) < 1:
+    raise ValueError(f"average must be >= 1 checkpoints, got {average}")
+  return [s for s in steps if s <= step][-int(average):]
+
+
+def restore_params(workdir: str, params: Any, step: Optional[int] = None,
+                   sharding: Optional[jax.sharding.Sharding] = None, average: int = 1):
+  """Restores only the model parameters of a train-state checkpoint: (params, step).
+
+  A partial restore of the "params" entry of the state saved by `save`, so neither the optimizer
+  nor its state is needed. `params` (e.g. `model.init(...)`, or its shapes) gives the expected
+  structure, shapes and dtypes; `sharding` places the arrays (default: the first device).
+  `step` None restores the latest checkpoint. `average` > 1 returns the mean of the parameters
+  of the last `average` kept checkpoints up to `step` (`averaged_steps`; checkpoint averaging as
+  in stochastic weight averaging, Izmailov et al. 2018; `eval.average_checkpoints`); the step
+  returned is `step`. Raises FileNotFoundError when `workdir` has no checkpoint (of `step`),
+  ValueError when the checkpoint does not fit `params` (a model built from another config than
+  the trained one).
+  """
+  steps = averaged_steps(workdir, step, average)
+  trees = [_restore_one(workdir, params, s, sharding) for s in steps]
+  if len(trees) == 1:
+    return trees[0], steps[-1]
+  mean = lambda *leaves: (sum(leaf.astype(jnp.float32) for leaf in leaves)
+                          / len(leaves)).astype(leaves[0].dtype)
+  return jax.tree.map(mean, *trees), steps[-1]
+
+
+def _restore_one(workdir: str, params: Any, step: int,
+                 sharding: Optional[jax.sharding.Sharding]) -> Any:
+  directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   problems = _shape_mismatches(directory, step, params)
   if problems:
     raise ValueError(f"checkpoint {directory}/{step} does not fit the model built from the "
@@ -75,15 +98,18 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           dict(step=step_array(0), params=params))
   try:
-    restored = mngr.restore(step, args=ocp.args.PyTreeRestore(
+    restored = manager(workdir).restore(step, args=ocp.args.PyTreeRestore(
         item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
         partial_restore=True))
   except (ValueError, KeyError, TypeError) as e:
     raise ValueError(f"checkpoint {directory}/{step} does not fit the model built from the "
                      f"config ({type(e).__name__}: {str(e)[:500]}); build the model from "
                      "the run's own config (WORKDIR/config.json)") from e
+  if int(restored["step"]) != step:
+    raise ValueError(f"checkpoint {directory}/{step} holds the state of step "
+                     f"{int(restored['step'])}")
   tree = jax.tree.structure(params)
-  return jax.tree.unflatten(tree, jax.tree.leaves(restored["params"])), int(restored["step"])
+  return jax.tree.unflatten(tree, jax.tree.leaves(restored["params"]))
 
 
 def _shape_mismatches(directory: str, step: int, params: Any):

@@ -32,7 +32,7 @@ import numpy as np
 from ml_collections import config_flags
 
 from datasets import base, registry
-from experiments import evaluator, setup_lib
+from experiments import checkpointing, evaluator, setup_lib
 from parts_jax import metrics
 
 FLAGS = flags.FLAGS
@@ -78,14 +78,18 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     output = output or default_output(workdir, step)
     model, params, step = setup_lib.restore_model(config, workdir, batch, ec.num_slots,
                                                   sharding=replicated, step=step)
+    average = ec.get("average_checkpoints", 1)
+    averaged = checkpointing.averaged_steps(workdir, step, average) if average > 1 else None
     burn_in, rollout_steps = int(ec.burn_in), int(ec.rollout_steps)
     eval_step = evaluator.make_eval_step(model, ec.max_ids, burn_in, rollout_steps,
                                          in_shardings=(replicated, replicated, data_sharding))
     static_steps = int(ec.get("static_steps", 0))
     static_step = evaluator.static_metrics_step(model, ec.max_ids) if static_steps else None
     num_batches = math.ceil(num / ec.batch_size)
-    say(f"Evaluating {workdir} (step {step}, K={model.config.num_slots}) on {num} sequences of "
-        f"{config.data.name!r} in {num_batches} batches of {ec.batch_size}", flush=True)
+    say(f"Evaluating {workdir} (step {step}"
+        + (f", parameters averaged over the checkpoints of steps {averaged}" if averaged else "")
+        + f", K={model.config.num_slots}) on {num} sequences of {config.data.name!r} in "
+        f"{num_batches} batches of {ec.batch_size}", flush=True)
     key = jax.random.PRNGKey(ec.seed)
     parts, start = [], time.time()
     for i in range(num_batches):
@@ -113,7 +117,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     it.close()
   outs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
   result = evaluator.summarize(
-      outs, burn_in, rollout_steps, static_steps, step=step, workdir=os.path.abspath(workdir),
+      outs, burn_in, rollout_steps, static_steps, step=step, averaged_steps=averaged,
+      workdir=os.path.abspath(workdir),
       preset=config.get("preset"), seed=config.get("seed"), data=config.data.name,
       dataset_label=config.data.get("dataset_label"), num_slots=model.config.num_slots,
       num_slots_trained=config.model.num_slots, num_sequences_requested=ec.num_sequences)

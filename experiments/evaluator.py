@@ -184,6 +184,8 @@ class Results:
   fg_ari: mean over sequences of the last frame's FG-ARI (the paper's ARI-F); frames without
   foreground pixels are left out. ari: ARI of all pixels (background included), last frame.
   mse: reconstruction MSE, last frame. <x>_per_step: the same for every step t = 0..T-1.
+  averaged_steps (only with eval.average_checkpoints > 1): the checkpoints whose parameters were
+  averaged into the evaluated model (`checkpointing.averaged_steps`); step is the last of them.
   diagnostics: FG-ARI (last frame, and per step) of other per-pixel argmaxes, to tell where a
   segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
   posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
@@ -201,6 +203,7 @@ class Results:
   Sections that do not apply are left out of metrics.json.
   """
   step: Optional[int] = None
+  averaged_steps: Optional[List[int]] = None
   workdir: Optional[str] = None
   preset: Optional[str] = None
   seed: Optional[int] = None
@@ -239,8 +242,8 @@ class Results:
   static_ari_per_step: Optional[List[float]] = None
   static_ari: Optional[float] = None
 
-  _LEFT_OUT_IF_NONE = ("diagnostics", "fg_ari_note", "static_fg_ari_per_step", "static_fg_ari",
-                       "static_ari_per_step", "static_ari")
+  _LEFT_OUT_IF_NONE = ("averaged_steps", "diagnostics", "fg_ari_note", "static_fg_ari_per_step",
+                       "static_fg_ari", "static_ari_per_step", "static_ari")
 
   def to_json(self) -> Dict[str, Any]:
     """The metrics.json dict: sections that do not apply (no roll-out, no static unroll, no
@@ -283,8 +286,9 @@ class Results:
 def summarize(outs: Dict[str, np.ndarray], burn_in: int = 0, rollout_steps: int = 0,
               static_steps: int = 0, **run_fields) -> Results:
   """Results of per-sequence metrics (the outputs of `make_eval_step`, with the static unroll's as
-  static_<name>, concatenated over batches on the host); run_fields: step, workdir, preset, seed,
-  data, dataset_label, num_slots, num_slots_trained, num_sequences_requested."""
+  static_<name>, concatenated over batches on the host); run_fields: step, averaged_steps,
+  workdir, preset, seed, data, dataset_label, num_slots, num_slots_trained,
+  num_sequences_requested."""
   r = Results(num_frames=int(outs["mse"].shape[1]), num_sequences=int(outs["mse"].shape[0]),
               mse_per_step=mean_per_step(outs["mse"]), **run_fields)
   r.mse = r.mse_per_step[-1]

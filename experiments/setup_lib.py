@@ -46,6 +46,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not isinstance(static_steps, int) or isinstance(static_steps, bool) or static_steps < 0:
     raise ConfigError(f"config.eval.static_steps must be an integer >= 0 (0 = off), got "
                       f"{static_steps!r}")
+  average = config.eval.get("average_checkpoints", 1)
+  check_positive_int("eval.average_checkpoints", average)
+  if average > config.train.max_checkpoints:
+    raise ConfigError(f"config.eval.average_checkpoints={average} averages more checkpoints than "
+                      f"config.train.max_checkpoints={config.train.max_checkpoints} keeps; raise "
+                      "train.max_checkpoints")
   if not config.train.learning_rate > 0:
     raise ConfigError(f"config.train.learning_rate must be > 0, got {config.train.learning_rate}")
   start = config.train.get("decay_start", -1)
@@ -237,9 +243,13 @@ def _fill_missing(config: ml_collections.ConfigDict, schema: ml_collections.Conf
 def restore_model(config: ml_collections.ConfigDict, workdir: str, example_batch,
                   num_slots: int = -1, sharding=None, step: Optional[int] = None):
   """Builds the model as evaluated (`PARTS.for_evaluation`; with K = num_slots if > 0) and
-  restores the parameters of `workdir` at `step` (default: the latest) into it: (model, params,
-  step). `example_batch` (one batch) sets the shapes."""
+  restores the parameters of `workdir` at `step` (default: the latest) into it, averaged over
+  the last config.eval.average_checkpoints kept checkpoints up to `step`
+  (`checkpointing.restore_params`): (model, params, step). `example_batch` (one batch) sets the
+  shapes."""
   model = make_model(config, num_slots).for_evaluation()
   params = jax.eval_shape(model.init, jax.random.PRNGKey(0), example_batch)
-  params, step = checkpointing.restore_params(workdir, params, step=step, sharding=sharding)
+  params, step = checkpointing.restore_params(
+      workdir, params, step=step, sharding=sharding,
+      average=config.eval.get("average_checkpoints", 1))
   return model, params, step

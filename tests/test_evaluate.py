@@ -33,20 +33,21 @@ def tiny_config(data_dir: str):
   return c
 
 
-def make_workdir(workdir: str, config, seed: int = 42, step: int = STEP):
+def make_workdir(workdir: str, config, seed: int = 42, step: int = STEP, params=None):
   """A workdir as experiments.train leaves it (config.json + a checkpoint of the train state at
-  `step`, added to those already there), with random parameters instead of trained ones (no compile of init or of the
-  train step): N(0, 1) for the decoder, so that masks vary across pixels and the segmentation
-  scores are not all equal, N(0, 0.1^2) elsewhere (no layer is zero as at initialisation).
-  Returns the saved parameters."""
+  `step`, added to those already there), with `params` or else random parameters instead of
+  trained ones (no compile of init or of the train step): N(0, 1) for the decoder, so that masks
+  vary across pixels and the segmentation scores are not all equal, N(0, 0.1^2) elsewhere (no
+  layer is zero as at initialisation). Returns the saved parameters."""
   setup_lib.save_config(config, workdir)
   it = registry.get_iterator(config.data, "train", config.train.batch_size, seed=0, prefetch=0)
   shapes = jax.eval_shape(setup_lib.make_model(config).init, jax.random.PRNGKey(0), next(it))
   leaves = jax.tree_util.tree_flatten_with_path(shapes)[0]
   keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
-  params = jax.tree.unflatten(jax.tree.structure(shapes), [
-      (1.0 if "decoder" in jax.tree_util.keystr(path) else 0.1)
-      * jax.random.normal(key, s.shape, s.dtype) for key, (path, s) in zip(keys, leaves)])
+  if params is None:
+    params = jax.tree.unflatten(jax.tree.structure(shapes), [
+        (1.0 if "decoder" in jax.tree_util.keystr(path) else 0.1)
+        * jax.random.normal(key, s.shape, s.dtype) for key, (path, s) in zip(keys, leaves)])
   state = dict(step=checkpointing.step_array(step), params=params,
                opt_state=train.make_optimizer(config.train).init(params),
                rng=jax.random.PRNGKey(1), skipped=checkpointing.step_array(0))
@@ -209,6 +210,40 @@ def test_step_evaluates_a_kept_checkpoint(run, tmp_path):
     assert json.load(f) == latest                         # not overwritten by the earlier step
   with pytest.raises(FileNotFoundError, match=f"it holds steps {STEP}, {STEP + 5}"):
     evaluate.evaluate(config, workdir, verbose=False, step=STEP + 1)
+
+
+def test_average_checkpoints_evaluates_the_mean_of_the_parameters(run, tmp_path):
+  """eval.average_checkpoints = 2 on a workdir with the run's checkpoint and a later one: the
+  result is that of a workdir holding one checkpoint with the two parameter sets averaged by hand
+  (float64 NumPy), and metrics.json names the averaged steps; which steps are averaged when
+  fewer are kept or an earlier step is asked; the config's checks."""
+  workdir = str(tmp_path / "two_steps")
+  shutil.copytree(run["workdir"], workdir, ignore=shutil.ignore_patterns("eval"))
+  later = make_workdir(workdir, run["config"], seed=7, step=STEP + 5)
+  assert checkpointing.averaged_steps(workdir, average=3) == [STEP, STEP + 5]
+  assert checkpointing.averaged_steps(workdir, step=STEP, average=2) == [STEP]
+  assert checkpointing.averaged_steps(workdir, average=1) == [STEP + 5]
+  with pytest.raises(ValueError, match="average must be >= 1"):
+    checkpointing.averaged_steps(workdir, average=0)
+  mean = jax.tree.map(lambda a, b: ((np.asarray(a, np.float64) + np.asarray(b, np.float64)) / 2)
+                      .astype(np.float32), run["params"], later)
+  restored, step = checkpointing.restore_params(workdir, run["params"], average=2)
+  assert step == STEP + 5
+  jax.tree.map(np.testing.assert_array_equal, restored, mean)
+
+  config = setup_lib.config_for_workdir(workdir, overrides={"eval.average_checkpoints": 2})
+  result = evaluate.evaluate(config, workdir, output=str(tmp_path / "avg.json"), verbose=False)
+  assert result["averaged_steps"] == [STEP, STEP + 5] and result["step"] == STEP + 5
+  by_hand = str(tmp_path / "by_hand")
+  make_workdir(by_hand, run["config"], step=STEP + 5, params=mean)
+  want = evaluate.evaluate(setup_lib.config_for_workdir(by_hand), by_hand, verbose=False)
+  assert "averaged_steps" not in want and "averaged_steps" not in run["result"]
+  for key in ("fg_ari", "ari", "fg_ari_per_step", "mse_per_step", "diagnostics"):
+    assert result[key] == want[key], key
+  for bad, match in ((0, "must be a positive integer"), (4, "than config.train.max_checkpoints")):
+    config.eval.average_checkpoints = bad
+    with pytest.raises(ValueError, match=match):
+      setup_lib.check_config(config)
 
 
 def test_static_unroll_matches_apply_and_sklearn(run, tmp_path):

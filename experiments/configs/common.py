@@ -52,6 +52,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval.burn_in = 0                 # > 0: roll-out evaluation (4.2)
   c.eval.rollout_steps = 0
   c.eval.static_steps = 0             # > 0: also the Fig 7 static unroll (evaluate.py)
+  c.eval.average_checkpoints = 1     # chosen (not in the paper): > 1 evaluates the mean of the
+                                     # parameters of the last N kept checkpoints (checkpoint
+                                     # averaging, SWA); train.max_checkpoints must keep N
   c.eval.max_ids = 24                # upper bound on ground-truth ids (MOVi has <= 23 objects)
   c.eval.seed = 0
   return c
