@@ -22,7 +22,8 @@ recorded with its error and the next stage still runs):
                plus --train_overrides), resuming from --init_workdir (default
                checkpoints/sprites), SIGTERM at the budget (a checkpoint is saved; the report's
                config_changed lists what the resume changed); then experiments.evaluate on it
-  archive      OUT/checkpoint.tar.gz (latest checkpoint, config.json, metrics.jsonl: extract it
+  archive      OUT/checkpoint.tar.gz (latest checkpoint, or the last eval.average_checkpoints
+               of them, config.json, metrics.jsonl: extract it
                into a workdir and training resumes, on a CPU too), OUT/metrics.jsonl,
                OUT/eval_metrics.json
   study        (only with --stages=...,study) the segmentation study of
@@ -475,15 +476,19 @@ def stage_archive(out: str, workdir: str) -> Dict[str, Any]:
   steps = _checkpoint_steps(workdir)
   if not steps:
     raise FileNotFoundError(f"no checkpoint in {ckpt}")
+  # The run evaluates the mean of its last eval.average_checkpoints checkpoints: they all travel.
+  average = setup_lib.load_config(workdir).eval.get("average_checkpoints", 1)
   path = os.path.join(out, "checkpoint.tar.gz")
   with tarfile.open(path, "w:gz") as tar:
-    tar.add(os.path.join(ckpt, str(steps[-1])), arcname=f"checkpoints/{steps[-1]}")
+    for step in steps[-average:]:
+      tar.add(os.path.join(ckpt, str(step)), arcname=f"checkpoints/{step}")
     for name in RUN_FILES:
       if os.path.exists(os.path.join(workdir, name)):
         tar.add(os.path.join(workdir, name), arcname=name)
   if os.path.exists(os.path.join(workdir, "metrics.jsonl")):
     shutil.copy(os.path.join(workdir, "metrics.jsonl"), out)
-  return dict(archive=path, step=steps[-1], bytes=os.path.getsize(path))
+  return dict(archive=path, step=steps[-1], steps=steps[-average:],
+              bytes=os.path.getsize(path))
 
 
 def main(argv):

@@ -18,11 +18,14 @@
 #                masks' log m_k counts 4x (preset sigma_x_0.2_refine_2; docs/study.md run 9)
 #   sigma_x_0.3  sigma_x 0.3, beta 0.0556 (= 0.5 x (0.1 / 0.3)^2): the masks count 9x
 #   sigma_x_1.0  sigma_x 1.0, beta 0.005: the masks count 100x (docs/study.md run 19)
+#   sigma_x_2.0  sigma_x 2.0, beta 0.00125: the masks count 400x (docs/study.md runs 20, 22)
 #   attention_bias  sigma_x_0.3 with the log responsibilities added to the attention logits
 #                (presets sigma_x_0.3_refine_2 + attention_bias_refine_2; docs/study.md run 11)
 # checkpoints/sprites is data seed 2 of the sigma_x_0.3 arm (run 10) since step 58,000 and of the
-# sigma_x_1.0 arm (run 19) since step 61,006 (README Results): its own recipe goes on with
-# ARMS=sigma_x_1.0 SEEDS=2 (`control` then switches it back to the default).
+# sigma_x_1.0 arm (run 19) since step 61,006 and of the sigma_x_2.0 arm (run 22) since 63,506
+# (README Results): its own recipe goes on with ARMS=sigma_x_2.0 SEEDS=2 (`control` then
+# switches it back to the default). The arms evaluate their latest checkpoint alone
+# (eval.average_checkpoints is the sprites default, 1, unless EXTRA_FLAGS pass it).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-$PWD/kit_out}"
@@ -47,6 +50,7 @@ flags_of() {
     sigma_x_0.2) presets=sigma_x_0.2_refine_2 ;;
     sigma_x_0.3) presets=sigma_x_0.3_refine_2 ;;
     sigma_x_1.0) presets=sigma_x_1.0_refine_2 ;;
+    sigma_x_2.0) presets=sigma_x_2.0_refine_2 ;;
     attention_bias) presets=sigma_x_0.3_refine_2,attention_bias_refine_2 ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac

@@ -84,7 +84,8 @@ def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
   earlier = '{"step": 2, "changed": {"train.num_steps": [2, 4]}}\n'   # a change made before
   (init / "config_history.jsonl").write_text(earlier)
   stages, out = _kit(tmp_path, "study,train", f"--init_workdir={init}", f"--workdir={run}",
-                     "--num_steps=8", "--train_overrides=model.beta=0.25",
+                     "--num_steps=8",
+                     "--train_overrides=model.beta=0.25,eval.average_checkpoints=2",
                      "--study_presets=combined", "--study_seeds=0", "--study_steps=2",
                      "--study_jobs=1")
   assert list(stages) == ["device", "study", "train", "evaluate", "archive"]
@@ -113,7 +114,9 @@ def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
   resumed = tmp_path / "resumed"
   with tarfile.open(out / "checkpoint.tar.gz") as tar:
     tar.extractall(resumed)
-  assert sorted(os.listdir(resumed / "checkpoints")) == ["8"]
+  # eval.average_checkpoints=2: the two checkpoints the evaluation averages travel
+  assert sorted(os.listdir(resumed / "checkpoints")) == ["4", "8"]
+  assert stages["archive"]["steps"] == [4, 8]
   proc = _run(["experiments.train", "--config=experiments/configs/sprites.py",
                f"--workdir={resumed}", "--config.data.cache=False", "--config.model.beta=0.25",
                "--config.train.num_steps=10"] + overrides, cache)
