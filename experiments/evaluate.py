@@ -12,7 +12,8 @@ to draw an FG-ARI curve over the kept checkpoints) and writes DIR/eval/metrics.j
 (DIR/eval/metrics_step_S.json with --step=S; or --output), whose fields are documented and
 built in one place, `experiments.evaluator.Results`: fg_ari (the paper's ARI-F, last frame), ari,
 mse, their *_per_step lists, diagnostics, rollout_* (with eval.burn_in > 0) and static_* (with
-eval.static_steps > 0, Fig 7).
+eval.static_steps > 0, Fig 7). With eval.average_checkpoints = N > 1 the evaluated parameters
+are the mean of the last N kept checkpoints up to that step, listed as averaged_steps.
 
 The first config.eval.num_sequences episodes of the eval split are used, in order; when the split
 has fewer, all of them are used and a warning is printed (num_sequences < num_sequences_requested
