@@ -78,7 +78,8 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   the trained one).
   """
   steps = averaged_steps(workdir, step, average)
-  trees = [_restore_one(workdir, params, s, sharding) for s in steps]
+  mngr = manager(workdir)
+  trees = [_restore_one(mngr, workdir, params, s, sharding) for s in steps]
   if len(trees) == 1:
     return trees[0], steps[-1]
   mean = lambda *leaves: (sum(leaf.astype(jnp.float32) for leaf in leaves)
@@ -86,7 +87,7 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   return jax.tree.map(mean, *trees), steps[-1]
 
 
-def _restore_one(workdir: str, params: Any, step: int,
+def _restore_one(mngr: ocp.CheckpointManager, workdir: str, params: Any, step: int,
                  sharding: Optional[jax.sharding.Sharding]) -> Any:
   directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
   problems = _shape_mismatches(directory, step, params)
@@ -98,7 +99,7 @@ def _restore_one(workdir: str, params: Any, step: int,
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
                           dict(step=step_array(0), params=params))
   try:
-    restored = manager(workdir).restore(step, args=ocp.args.PyTreeRestore(
+    restored = mngr.restore(step, args=ocp.args.PyTreeRestore(
         item=abstract, restore_args=ocp.checkpoint_utils.construct_restore_args(abstract),
         partial_restore=True))
   except (ValueError, KeyError, TypeError) as e:

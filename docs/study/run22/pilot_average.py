@@ -1,6 +1,6 @@
 """Averages the parameters of kept checkpoints of a workdir into a new workdir (step = last)."""
 import os, shutil, sys
-import jax, jax.numpy as jnp
+import jax
 sys.path.insert(0, "/work/main")
 from datasets import registry
 from experiments import checkpointing, setup_lib
