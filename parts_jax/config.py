@@ -13,6 +13,7 @@ DECODER_BASES = ("linear", "mlp", "relative")   # spatial bases of parts_jax/dec
 ATTENTION_BIASES = ("none", "log_masks", "log_responsibilities")   # parts_jax/attention.py
 PIXEL_LIKELIHOODS = ("mixture", "blend")        # parts_jax/likelihood.py
 FIT_OPTIMIZERS = ("adam", "sgd")                # semi_amortized.optimizer (optax's)
+DISTILL_SPACES = ("lambda", "masks")            # semi_amortized.distill_space
 
 
 def get_model_config() -> ml_collections.ConfigDict:
@@ -48,13 +49,17 @@ def get_model_config() -> ml_collections.ConfigDict:
   # held fixed, joins the step's loss ("fitted_elbo"): a decoder term only (docs/study.md runs
   # 17-18). With distill = w > 0 the loss subtracts w ||lambda_t^N - fitted||^2 ("distill"):
   # the refinement is trained towards the fitted posterior, which is held fixed (run 21).
+  # distill_space "masks" (run 23) measures that distance where the segmentation is: the KL
+  # sum_i KL(m_i(fitted mu) || m_i(lambda_t^N's mu)) between the decoder masks (Eq 1) of the two
+  # posterior means, summed over pixels, in place of the squared distance in lambda.
   # lambda_t^N itself goes on to the predictor and the masks measured are the model's own.
   # Evaluation runs without the fit (PARTS.for_evaluation).
   # optimizer: "adam" (runs 17-18) or "sgd"; eps: Adam's epsilon (optax's default 1e-8; an
   # Adam step moves a coordinate ~learning_rate whatever its gradient, unless |grad| << eps).
   c.semi_amortized = ml_collections.ConfigDict(dict(steps=0, learning_rate=0.03,
                                                     optimizer="adam", eps=1e-8,
-                                                    fitted_elbo=True, distill=0.0))
+                                                    fitted_elbo=True, distill=0.0,
+                                                    distill_space="lambda"))
   # Lowering.
   c.time_loop = "auto"           # "scan", "unroll", "windows" or "auto"; see resolve_lowering
   c.conv_impl = "auto"           # "xla", "im2col" or "auto"; see resolve_lowering, layers.py
@@ -131,6 +136,9 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   if not sa.distill >= 0:
     raise ConfigError(f"config.model.semi_amortized.distill must be >= 0 (0 = off), "
                       f"got {sa.distill!r}")
+  if sa.distill_space not in DISTILL_SPACES:
+    raise ConfigError(f"config.model.semi_amortized.distill_space must be one of "
+                      f"{DISTILL_SPACES}, got {sa.distill_space!r}")
   if sa.distill and not sa.steps:
     raise ConfigError("config.model.semi_amortized.distill > 0 needs a fit to distil: set "
                       "config.model.semi_amortized.steps > 0")

@@ -18,7 +18,8 @@ joins the mean (N = 1: lambda_t^0 and lambda_t^1, at one refinement's cost). Wit
 lambda_t^N alone, which is decoded. With `semi_amortized.steps` > 0 (not in the paper)
 lambda_t^N is fitted further by Adam steps, decoder fixed, and the loss adds the ELBO at the
 fitted lambda ("fitted_elbo"; gradients to the decoder only) and/or subtracts a distillation
-penalty w ||lambda_t^N - fitted||^2 ("distill"; gradients to the refinement and predictor).
+penalty w ||lambda_t^N - fitted||^2, or the KL between their decoder masks ("distill";
+gradients to the refinement and predictor).
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
@@ -221,8 +222,10 @@ class PARTS:
       "fitted_elbo" (semi_amortized.fitted_elbo): the ELBO at the fitted lambda, held fixed, so
         that its gradient reaches the decoder alone;
       "distill" (semi_amortized.distill = w > 0): w ||lambda_t^N - fitted||^2 (sum over K and
-        2D), the penalty the loss subtracts; its gradient reaches the refinement (and through
-        lambda_t^0 the predictor), never the fit's target. lambda_t^N alone: the fit starts
+        2D; distill_space "lambda") or w sum_i KL(m_i(fitted) || m_i(lambda_t^N)) (the decoder
+        masks of the two posterior means, summed over pixels; "masks"), the penalty the loss
+        subtracts; its gradient reaches the refinement (and through lambda_t^0 the predictor;
+        with "masks" also the decoder, through lambda_t^N's masks), never the fit's target. lambda_t^N alone: the fit starts
         there, so the distance is what the fit moved (run 21: pulling lambda_t^1 of N = 2 to the
         same target diverged)."""
     sa = self.config.semi_amortized
@@ -231,8 +234,14 @@ class PARTS:
     if sa.fitted_elbo:
       eps = distributions.standard_normal(jax.random.fold_in(rng, sa.steps), fitted)
       terms[lowering.FITTED] = self.negative_elbo(params, x, fitted, eps, prior_lam)[1][0].elbo
-    if sa.distill:
+    if sa.distill and sa.distill_space == "lambda":
       terms[lowering.DISTILL] = sa.distill * jnp.sum(jnp.square(lam - fitted), axis=(1, 2))
+    elif sa.distill:                                        # "masks": Eq 1's masks at the means
+      log_masks = lambda l: jax.nn.log_softmax(
+          self.decode_fn(params, distributions.split_lambda(l)[0])[1], axis=1)   # [B,K,H,W]
+      target = jax.lax.stop_gradient(log_masks(fitted))
+      terms[lowering.DISTILL] = sa.distill * jnp.sum(
+          jnp.exp(target) * (target - log_masks(lam)), axis=(1, 2, 3))
     return terms
 
   # --- One step and its inputs (parts_jax/lowering.py runs the steps over time) ------------

@@ -568,6 +568,48 @@ def test_distillation_pulls_the_refined_posterior_towards_a_fixed_fitted_one(num
              for v in leaf.values()) > 0
 
 
+def test_distillation_in_mask_space_is_the_kl_between_the_decoded_masks():
+  """distill_space "masks": "distill" is w sum_i KL(m_i(fitted mu) || m_i(lambda_t^N's mu)), by
+  hand in NumPy from the model's public decode of the two means (the fit an unrolled Adam
+  reference); the parameter gradient of the term equals that of the same KL against the
+  reference's masks held constant, and it reaches the refinement and the decoder."""
+  steps, lr, w = 2, 0.1, 0.7
+  model, params, batch = _setup(steps=2, num_refine_steps=2, **{
+      "semi_amortized.steps": steps, "semi_amortized.learning_rate": lr,
+      "semi_amortized.fitted_elbo": False, "semi_amortized.distill": w,
+      "semi_amortized.distill_space": "masks"})
+  params = _perturbed(params)
+  rng = jax.random.PRNGKey(1)
+  out = model.apply(params, rng, batch)
+  x = jnp.swapaxes(jnp.asarray(batch["video"], jnp.float32), 0, 1)
+  masks_at_mean = lambda p, lam: model.decode(p, distributions.split_lambda(lam)[0])["masks"]
+  targets = []
+  for t, key in enumerate(jax.random.split(rng, 2)):
+    fitted = _fitted_reference(model, params, x[t], out["posterior"][:, t],
+                               jax.random.fold_in(key, 3), steps, lr)
+    p_fit = np.asarray(masks_at_mean(params, fitted), np.float64)
+    p_own = np.asarray(masks_at_mean(params, out["posterior"][:, t]), np.float64)
+    want = w * np.sum(p_fit * (np.log(p_fit) - np.log(p_own)), axis=(1, 2, 3))
+    np.testing.assert_allclose(out["distill"][:, t], want, rtol=1e-3, atol=1e-6)
+    assert want.min() > 1e-4                                # the fit moved the masks
+    targets.append(p_fit)
+  fixed = jnp.asarray(np.stack(targets, axis=1), jnp.float32)      # [B, T, K, H, W]
+  b, t = fixed.shape[:2]
+  term = lambda p: jnp.sum(model.apply(p, rng, batch)["distill"])
+  def held(p):
+    lam = model.apply(p, rng, batch)["posterior"]
+    own = masks_at_mean(p, lam.reshape((b * t,) + lam.shape[2:])).reshape(fixed.shape)
+    return -w * jnp.sum(fixed * jnp.log(own))               # the KL less its constant part
+  got, ref = jax.grad(term)(params), jax.grad(held)(params)
+  for name in ref:
+    for leaf in ref[name]:
+      np.testing.assert_allclose(got[name][leaf], ref[name][leaf], rtol=1e-3, atol=1e-5,
+                                 err_msg=f"{name}/{leaf}")
+  for module in ("refine", "decoder"):
+    assert max(float(np.abs(v).max()) for k, leaf in got.items() if k.startswith(module)
+               for v in leaf.values()) > 0, module
+
+
 @pytest.mark.parametrize("optimizer,eps", [("adam", 1e-8), ("adam", 0.5), ("sgd", 1e-8)])
 def test_semi_amortized_fit_step_by_hand(optimizer, eps):
   """One fitting step (config.semi_amortized, steps = 1) against its formula: Adam's first,
@@ -593,6 +635,7 @@ def test_semi_amortized_fit_step_by_hand(optimizer, eps):
     ({"semi_amortized.eps": 0.0}, "eps must be > 0"),
     ({"semi_amortized.distill": -1.0}, "distill must be >= 0"),
     ({"semi_amortized.distill": 1.0}, "needs a fit"),
+    ({"semi_amortized.distill_space": "z"}, "distill_space must be one of"),
     ({"semi_amortized.steps": 3, "semi_amortized.fitted_elbo": False}, "for nothing")])
 def test_semi_amortized_config_errors(fields, message):
   with pytest.raises(ConfigError, match=message):

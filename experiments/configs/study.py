@@ -20,8 +20,8 @@ so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the sl
 `sigma_x_0.3_refine_2` (run 10, the shipped run's recipe since step 54,415), its stronger doses
 `sigma_x_0.5_refine_2`, `sigma_x_0.7_refine_2` and `sigma_x_1.0_refine_2` (run 19) and
 `sigma_x_1.4_refine_2` and `sigma_x_2.0_refine_2` (run 20), and
-`distill_0.05` against `sigma_x_1.0_refine_2` (run 21: the refinement trained towards
-fitted posteriors), `attention_bias_refine_2` (run 11: the responsibilities steer the
+`distill_0.05` and `distill_masks_0.0025` against `sigma_x_1.0_refine_2` (runs 21 and 23: the
+refinement trained towards fitted posteriors, in lambda and in the masks), `attention_bias_refine_2` (run 11: the responsibilities steer the
 attention) and
 `blend_refine_2` (run 13: Slot Attention's blended-image likelihood instead of Eq 2's mixture).
   --config=experiments/configs/study.py:combined     one preset as a training config
@@ -36,10 +36,12 @@ def _mask_dose(sigma_x: float, beta: float) -> dict:
   return {"model.num_refine_steps": 2, "model.sigma_x": sigma_x, "model.beta": beta}
 
 
-def _distill(weight: float) -> dict:
-  """`sigma_x_1.0_refine_2` with the refinement distilled towards 20-step fitted posteriors."""
+def _distill(weight: float, space: str = "lambda") -> dict:
+  """`sigma_x_1.0_refine_2` with the refinement distilled towards 20-step fitted posteriors,
+  the distance taken in `space` (model.semi_amortized.distill_space)."""
   return {**_mask_dose(1.0, 0.005), "model.semi_amortized.steps": 20,
-          "model.semi_amortized.fitted_elbo": False, "model.semi_amortized.distill": weight}
+          "model.semi_amortized.fitted_elbo": False, "model.semi_amortized.distill": weight,
+          "model.semi_amortized.distill_space": space}
 
 
 # preset -> {config field: value}. Defaults they replace: train.rmsprop_eps 1e-6 and
@@ -128,6 +130,10 @@ PRESETS = {
     # no fitted ELBO; weight 0.05 puts the term's gradient just under the ELBO's on the shipped
     # checkpoint (docs/study/run21/distill_scale.py).
     "distill_0.05": _distill(0.05),
+    # Run 23: the same towards the fit's decoder masks (the KL between the masks of the two
+    # posterior means, distill_space "masks"); weight 0.0025 puts its gradient where run 21's
+    # was (docs/study/run21/distill_scale.py ... masks).
+    "distill_masks_0.0025": _distill(0.0025, "masks"),
     "combined": {"train.rmsprop_eps": 1e-10, "train.learning_rate": 1e-3,
                  "model.refine_lambda_input": True, "model.query_layernorm": True,
                  "model.action_scale": 1.0 / 3.0},
