@@ -21,8 +21,8 @@ so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the sl
 `sigma_x_0.5_refine_2`, `sigma_x_0.7_refine_2` and `sigma_x_1.0_refine_2` (run 19) and
 `sigma_x_1.4_refine_2` and `sigma_x_2.0_refine_2` (run 20), and
 `distill_0.05` and `distill_masks_0.0025` against `sigma_x_1.0_refine_2` (runs 21 and 23: the
-refinement trained towards fitted posteriors, in lambda and in the masks), `attention_bias_refine_2` (run 11: the responsibilities steer the
-attention) and
+refinement trained towards fitted posteriors, in lambda and in the masks),
+`attention_bias_refine_2` (run 11: the responsibilities steer the attention) and
 `blend_refine_2` (run 13: Slot Attention's blended-image likelihood instead of Eq 2's mixture).
   --config=experiments/configs/study.py:combined     one preset as a training config
 """
