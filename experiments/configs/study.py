@@ -41,7 +41,7 @@ def _distill(weight: float, space: str = "lambda") -> dict:
   the distance taken in `space` (model.semi_amortized.distill_space)."""
   return {**_mask_dose(1.0, 0.005), "model.semi_amortized.steps": 20,
           "model.semi_amortized.fitted_elbo": False, "model.semi_amortized.distill": weight,
-          "model.semi_amortized.distill_space": space}
+          **({} if space == "lambda" else {"model.semi_amortized.distill_space": space})}
 
 
 # preset -> {config field: value}. Defaults they replace: train.rmsprop_eps 1e-6 and
