@@ -22,6 +22,11 @@ def masks_from_logits(mask_logits: jnp.ndarray) -> jnp.ndarray:
   return jax.nn.softmax(mask_logits, axis=1)
 
 
+def log_masks_from_logits(mask_logits: jnp.ndarray) -> jnp.ndarray:
+  """[B, K, H, W] logits -> [B, K, H, W] log m_k (Eq 1), computed stably."""
+  return jax.nn.log_softmax(mask_logits, axis=1)
+
+
 def component_log_likelihood(x: jnp.ndarray, means: jnp.ndarray,
                              sigma_x: float) -> jnp.ndarray:
   """log N(x_i | C_ik, sigma_x^2 I) summed over RGB: x [B,H,W,3], means [B,K,H,W,3] -> [B,K,H,W]."""
@@ -58,7 +63,7 @@ def mixture_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.
   chex.assert_rank(x, 4)
   chex.assert_rank(means, 5)
   chex.assert_equal_shape([means[:, 0], x])
-  log_masks = jax.nn.log_softmax(mask_logits, axis=1)
+  log_masks = log_masks_from_logits(mask_logits)
   component_loglik = component_log_likelihood(x, means, sigma_x)    # [B, K, H, W]
   loglik = jax.nn.logsumexp(log_masks + component_loglik, axis=1)   # [B, H, W]
   return loglik, log_masks
@@ -71,7 +76,7 @@ def blend_log_likelihood(x: jnp.ndarray, means: jnp.ndarray, mask_logits: jnp.nd
   chex.assert_rank(x, 4)
   chex.assert_rank(means, 5)
   chex.assert_equal_shape([means[:, 0], x])
-  log_masks = jax.nn.log_softmax(mask_logits, axis=1)
+  log_masks = log_masks_from_logits(mask_logits)
   recon = mixture_mean(jnp.exp(log_masks), means)                   # [B, H, W, 3]
   return component_log_likelihood(x, recon[:, None], sigma_x)[:, 0], log_masks
 

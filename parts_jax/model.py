@@ -225,9 +225,9 @@ class PARTS:
         2D; distill_space "lambda") or w sum_i KL(m_i(fitted) || m_i(lambda_t^N)) (the decoder
         masks of the two posterior means, summed over pixels; "masks"), the penalty the loss
         subtracts; its gradient reaches the refinement (and through lambda_t^0 the predictor;
-        with "masks" also the decoder, through lambda_t^N's masks), never the fit's target. lambda_t^N alone: the fit starts
-        there, so the distance is what the fit moved (run 21: pulling lambda_t^1 of N = 2 to the
-        same target diverged)."""
+        with "masks" also the decoder, through lambda_t^N's masks), never the fit's target.
+        lambda_t^N alone: the fit starts there, so the distance is what the fit moved (run 21:
+        pulling lambda_t^1 of N = 2 to the same target diverged)."""
     sa = self.config.semi_amortized
     fitted = self._fit(params, x, lam, prior_lam, rng)
     terms = {}
@@ -237,8 +237,8 @@ class PARTS:
     if sa.distill and sa.distill_space == "lambda":
       terms[lowering.DISTILL] = sa.distill * jnp.sum(jnp.square(lam - fitted), axis=(1, 2))
     elif sa.distill:                                        # "masks": Eq 1's masks at the means
-      log_masks = lambda l: jax.nn.log_softmax(
-          self.decode_fn(params, distributions.split_lambda(l)[0])[1], axis=1)   # [B,K,H,W]
+      log_masks = lambda l: likelihood.log_masks_from_logits(
+          self.decode_fn(params, distributions.split_lambda(l)[0])[1])           # [B,K,H,W]
       target = jax.lax.stop_gradient(log_masks(fitted))
       terms[lowering.DISTILL] = sa.distill * jnp.sum(
           jnp.exp(target) * (target - log_masks(lam)), axis=(1, 2, 3))
