@@ -80,11 +80,15 @@ def restore_params(workdir: str, params: Any, step: Optional[int] = None,
   steps = averaged_steps(workdir, step, average)
   mngr = manager(workdir)
   trees = [_restore_one(mngr, workdir, params, s, sharding) for s in steps]
-  if len(trees) == 1:
-    return trees[0], steps[-1]
+  return (trees[0] if len(trees) == 1 else mean_params(trees)), steps[-1]
+
+
+def mean_params(trees: List[Any]) -> Any:
+  """The leaf-wise mean of parameter trees of one structure (in float32, cast back to each
+  leaf's dtype): the checkpoint average of `restore_params(..., average=N)`."""
   mean = lambda *leaves: (sum(leaf.astype(jnp.float32) for leaf in leaves)
                           / len(leaves)).astype(leaves[0].dtype)
-  return jax.tree.map(mean, *trees), steps[-1]
+  return jax.tree.map(mean, *trees)
 
 
 def _restore_one(mngr: ocp.CheckpointManager, workdir: str, params: Any, step: int,

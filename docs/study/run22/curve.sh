@@ -1,7 +1,10 @@
 #!/bin/bash
 # FG-ARI on 256 eval sequences: single kept checkpoints and averaged windows of the sigma_x 2.0 run.
-cd /work/main; . .venv/bin/activate
-W=/work/r22/sigma20_s2; O=/work/r22/curve; mkdir -p $O
+# usage: REPO=/path/to/parts-jax W=WORKDIR O=OUTDIR bash curve.sh   (run 22: W was the sigma_x 2.0
+# run's workdir at 71,000, which is checkpoints/sprites before its older checkpoints were pruned)
+set -u
+cd "${REPO:?}"; . .venv/bin/activate
+mkdir -p "${O:?}"; : "${W:?}"
 ev() { # step N
   python -m experiments.evaluate --workdir=$W --step=$1 --config.eval.average_checkpoints=$2 \
     --output=$O/step$1_avg$2.json > $O/step$1_avg$2.log 2>&1
