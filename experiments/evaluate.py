@@ -126,7 +126,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
   if jax.process_index() == 0:
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     result.save(output)
-    say(f"FG-ARI (last frame) {result.fg_ari} | ARI {result.ari} | MSE {result.mse:.5f}",
+    sem = ("" if result.fg_ari_sem is None else
+           f" (standard error {result.fg_ari_sem:.4f} over {result.num_sequences_scored} "
+           "sequences)")
+    say(f"FG-ARI (last frame) {result.fg_ari}{sem} | ARI {result.ari} | MSE {result.mse:.5f}",
         flush=True)
     if result.diagnostics is not None:
       d = result.diagnostics

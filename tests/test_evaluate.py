@@ -136,6 +136,8 @@ def test_metrics_match_sklearn_recomputation(run, reference):
   assert has_fg.all()
   np.testing.assert_allclose(result["fg_ari"], fg[:, -1].mean(), atol=1e-5)
   np.testing.assert_allclose(result["fg_ari_per_step"], fg.mean(0), atol=1e-5)
+  np.testing.assert_allclose(result["fg_ari_sem"],
+                             np.std(fg[:, -1], ddof=1) / np.sqrt(len(fg)), atol=1e-5)
   np.testing.assert_allclose(result["ari"], ari[:, -1].mean(), atol=1e-5)
   np.testing.assert_allclose(result["mse_per_step"], mse.mean(0), rtol=1e-5)
   assert len(set(np.round(fg[:, -1], 6))) > 1      # Not a degenerate (constant) score.

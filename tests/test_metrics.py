@@ -138,12 +138,16 @@ def test_summarize_fg_ari():
   has_fg = np.array([[True, False, True], [True, False, False], [True, False, True]])
   summary = metrics.summarize_fg_ari(fg_ari, has_fg)
   assert summary["fg_ari"] == pytest.approx((0.6 + 0.9) / 2)
+  # Two scored values 0.6 and 0.9: sample sd 0.3 / sqrt(2), over sqrt(2) -> 0.15.
+  assert summary["fg_ari_sem"] == pytest.approx(0.15)
   assert summary["fg_ari_per_step"][0] == pytest.approx(0.5)
   assert summary["fg_ari_per_step"][1] is None
   assert summary["fg_ari_per_step"][2] == pytest.approx(0.75)
   assert summary["num_frames_without_foreground"] == 4
   assert summary["num_sequences"] == 3
   assert summary["num_sequences_scored"] == 2
+  one = metrics.summarize_fg_ari(fg_ari[:2], has_fg[:2])   # One scored sequence: no spread.
+  assert one["fg_ari"] == pytest.approx(0.6) and one["fg_ari_sem"] is None
 
 
 def test_mse_per_frame():
