@@ -603,8 +603,12 @@ def test_distillation_in_mask_space_is_the_kl_between_the_decoded_masks():
   got, ref = jax.grad(term)(params), jax.grad(held)(params)
   for name in ref:
     for leaf in ref[name]:
-      np.testing.assert_allclose(got[name][leaf], ref[name][leaf], rtol=1e-3, atol=1e-5,
-                                 err_msg=f"{name}/{leaf}")
+      # atol relative to the leaf's scale: float32 sums in another order differ by ~1e-5 of it
+      # (4e-5 on an AVX2 EPYC for entries near 0 of a leaf reaching 4.3); a gradient through
+      # the target, or a missing one, differs by the order of the leaf itself.
+      scale = float(np.abs(ref[name][leaf]).max())
+      np.testing.assert_allclose(got[name][leaf], ref[name][leaf], rtol=1e-3,
+                                 atol=1e-4 * max(scale, 0.1), err_msg=f"{name}/{leaf}")
   for module in ("refine", "decoder"):
     assert max(float(np.abs(v).max()) for k, leaf in got.items() if k.startswith(module)
                for v in leaf.values()) > 0, module
