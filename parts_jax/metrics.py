@@ -195,9 +195,10 @@ def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
       fg_ari: mean over sequences of the last frame's FG-ARI (the PARTS paper's number), over
         sequences whose last frame has foreground; None if there is none.
       fg_ari_sem: the standard error of that mean over sequences (sample standard deviation,
-        ddof = 1, over sqrt(n)); None for fewer than 2 sequences. It is the spread a reader
-        should expect from evaluating other sequences, or the same ones with other slot noise
-        (`eval.seed`) or on another processor (float rounding moves individual sequences).
+        ddof = 1, over sqrt(n)); None for fewer than 2 sequences: the spread to expect from
+        evaluating other sequences. Re-drawing the slot noise (`eval.seed`) or changing the
+        processor (float rounding) on the same sequences moved the shipped checkpoint's number
+        by up to about one standard error (docs/study.md, run 25).
       fg_ari_per_step: list of T values, the mean over sequences at each step (None where no
         sequence has foreground at that step).
       num_frames_without_foreground: number of the B*T frames left out.
@@ -212,7 +213,7 @@ def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
   for t in range(fg_ari.shape[1]):
     valid = has_fg[:, t]
     per_step.append(float(fg_ari[valid, t].mean()) if valid.any() else None)
-  last = fg_ari[has_fg[:, -1], -1] if per_step else fg_ari[:0, 0]
+  last = fg_ari[has_fg[:, -1], -1] if per_step else np.zeros(0)   # T = 0: no last frame
   return {
       "fg_ari": per_step[-1] if per_step else None,
       "fg_ari_sem": float(last.std(ddof=1) / np.sqrt(last.size)) if last.size > 1 else None,

@@ -148,6 +148,9 @@ def test_summarize_fg_ari():
   assert summary["num_sequences_scored"] == 2
   one = metrics.summarize_fg_ari(fg_ari[:2], has_fg[:2])   # One scored sequence: no spread.
   assert one["fg_ari"] == pytest.approx(0.6) and one["fg_ari_sem"] is None
+  empty = metrics.summarize_fg_ari(np.zeros((3, 0)), np.zeros((3, 0), bool))   # T = 0
+  assert empty["fg_ari"] is None and empty["fg_ari_sem"] is None
+  assert empty["fg_ari_per_step"] == [] and empty["num_sequences_scored"] == 0
 
 
 def test_mse_per_frame():
