@@ -2,8 +2,9 @@
 # Run 25: more slots on the plateau. The shipped run (checkpoints/sprites, step 71,000, sigma_x
 # 2.0, beta 0.00125, K = 5) continued 500 steps to 71,500 with K = 5 (control) and with K = 7
 # (model.num_slots=7; the issue allows K >= 5; the slots are drawn from the fixed prior and every
-# parameter is shared over slots, so the same parameters run with any K), data seed 2 (seed 3
-# was started and stopped; docs/study.md),
+# parameter is shared over slots, so the same parameters run with any K), data seeds 2 and 3
+# (seed 3 was stopped in session 27 and resumed to 71,500 in session 28: a NAME whose DIR/NAME
+# exists resumes; docs/study.md),
 # checkpoints every 250 steps. Each run is then evaluated at 71,500 alone at its own K, and with
 # 71,250 and 71,500 averaged at K = 5 and at K = 7 (test-time K: eval.num_slots).
 # usage: REPO=/path/to/parts-jax OUT=DIR bash chain.sh NAME...   (NAME = k5_s2, k7_s3, ...:

@@ -1,6 +1,5 @@
 """Prints run 25's table of the K = 7 pilot (docs/study.md) from the JSON that run 25's chain.sh
-wrote (copied to docs/study/run25/evals/; data seed 2 only: the seed-3 runs were stopped at
-71,093 (K = 5) and 71,139 (K = 7) to free the machine, see docs/study.md).
+wrote (copied to docs/study/run25/evals/), data seeds 2 and 3 (each cell seed 2 / seed 3).
 
 usage: python docs/study/run25/table.py   (from the repository root)
 """
@@ -8,7 +7,7 @@ import json
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SEEDS = (2,)
+SEEDS = (2, 3)
 # (label, run name prefix, the trained K)
 ARMS = (("control: K = 5", "k5", 5), ("K = 7 from step 71,000", "k7", 7))
 # (label, JSON name suffix): the single checkpoint at its own K, then the averaged pair at K 5, 7
