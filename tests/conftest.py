@@ -6,17 +6,28 @@ import tempfile
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 # One persistent XLA compilation cache for the test run, shared by the pytest-xdist workers
-# (they have the same PYTEST_XDIST_TESTRUNUID): many tests build the same tiny model and compile
-# the same programs (on the 2-core CI machine this took a quarter off tests/test_model.py,
-# test_evaluate.py and test_train.py together). Programs that compile in under 1 s are not
-# stored (JAX's default). A read that fails (e.g. an entry the other worker is still writing)
-# is a warning and a compile in JAX, never a wrong result. Removed when the run ends.
+# (they have the same PYTEST_XDIST_TESTRUNUID) and inherited by the training subprocesses that
+# tests start: many tests build the same tiny model and compile the same programs (on the 2-core
+# CI machine this took a quarter off tests/test_model.py, test_evaluate.py and test_train.py
+# together). Every program is stored, also those that compile in under 1 s (JAX's default
+# threshold): with the optimisations off (below) most do. A read that fails (e.g. an entry the
+# other worker is still writing) is a warning and a compile in JAX, never a wrong result.
+# Removed when the run ends.
+# Only the process that made the directory removes it: a pytest started inside the run (the
+# accelerator kit's equivalence stage, tests/test_accelerator_kit.py) inherits the run id or the
+# directory and once removed it mid-run, so that every later compile of the suite went uncached.
 _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
 JAX_CACHE = os.path.join(tempfile.gettempdir(), f"parts_jax_tests_xla_cache_{_RUN}")
+_OWNS_CACHE = ("PYTEST_XDIST_TESTRUNUID" not in os.environ
+               and "JAX_COMPILATION_CACHE_DIR" not in os.environ)
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = JAX_CACHE
   if "jax" in sys.modules:   # imported before this file (a plugin): set it in the config too
     sys.modules["jax"].config.update("jax_compilation_cache_dir", JAX_CACHE)
+if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  if "jax" in sys.modules:
+    sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 # The suite's programs are tiny and run a few times each, so XLA's compile time, not run time,
@@ -33,10 +44,19 @@ if "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:
 
 def pytest_configure(config):
   """The controller hands its run id to the xdist workers, so that it can remove their cache."""
+  config.addinivalue_line("markers", "slow: takes 30 s or more on the 2-core CI machine; run "
+                          "first (see pytest_collection_modifyitems)")
   if not hasattr(config, "workerinput") and getattr(config.option, "testrunuid", "") is None:
     config.option.testrunuid = _RUN
 
 
+def pytest_collection_modifyitems(items):
+  """The tests marked slow first, the others in their order. With README's `-n 2` (pytest.ini
+  sets xdist's worksteal scheduling), the two workers then end on short tests instead of one
+  waiting out a 2-minute test of the other."""
+  items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_sessionfinish(session):
-  if not hasattr(session.config, "workerinput"):   # the controller (or a run without xdist)
+  if _OWNS_CACHE and not hasattr(session.config, "workerinput"):   # the controller
     shutil.rmtree(JAX_CACHE, ignore_errors=True)

@@ -20,18 +20,16 @@ from experiments import host_devices
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(args, cache_dir, cwd=ROOT, timeout=900):
-  """Runs `python -m ARGS` on the CPU; the processes share a persistent compilation cache (the
-  same tiny train step is compiled by several of them).
+def _run(args, cwd=ROOT, timeout=900):
+  """Runs `python -m ARGS` on the CPU; the processes share the suite's persistent compilation
+  cache (tests/conftest.py; the same tiny train step is compiled by several of them).
 
   One XLA:CPU device, as on the one-GPU machine the kit is for: with the 2-core default of one
   device per core, a cross-device all-reduce of the first `experiments.train` call was aborted
   by XLA's 40 s rendezvous timeout in CI under `-n 2` load (only one of the two device threads
   arrived). Data parallelism over host devices has its own tests (test_reliability,
   test_host_devices, test_multiprocess)."""
-  env = dict(os.environ, JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+  env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {host_devices.FLAG}=1".strip())
   proc = subprocess.run([sys.executable, "-m"] + args, cwd=cwd, capture_output=True, text=True,
                         timeout=timeout, env=env)
@@ -43,7 +41,7 @@ def _kit(tmp_path, stages, *flags):
   """Runs the kit's dry run with STAGES into tmp_path/out; returns (report, out)."""
   out = tmp_path / "out"
   _run(["benchmarks.accelerator_kit", "--dry_run", f"--out={out}", "--budget_s=3000",
-        "--timings_budget_s=3000", f"--stages={stages}", *flags], tmp_path / "jax_cache")
+        "--timings_budget_s=3000", f"--stages={stages}", *flags])
   report = json.loads((out / "report.json").read_text())
   failed = {k: v.get("error") for k, v in report["stages"].items() if not v["ok"]}
   assert not failed and report["all_ok"], failed
@@ -54,6 +52,7 @@ def _kit(tmp_path, stages, *flags):
 # rehearsal times one config at one precision (to keep the suite short): bfloat16 is the float32
 # code path under another jax.default_matmul_precision, and `playroom` the sprites code path
 # with a synthetic batch of other sizes (the GPU run times both configs at both precisions).
+@pytest.mark.slow
 def test_accelerator_kit_dry_run_checks_and_timings(tmp_path):
   stages, out = _kit(tmp_path, "device,equivalence,correctness,timings", "--steps=2",
                      "--precisions=float32", "--configs=sprites")
@@ -75,12 +74,12 @@ def test_accelerator_kit_dry_run_checks_and_timings(tmp_path):
   assert set(stages["timings"]["speedup_vs_host_cpu"]) == {"float32"}
 
 
+@pytest.mark.slow
 def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
   init, run = tmp_path / "init", tmp_path / "run"
   overrides = accelerator_kit.override_flags(accelerator_kit.DRY_RUN_OVERRIDES)
-  cache = tmp_path / "jax_cache"
   _run(["experiments.train", "--config=experiments/configs/sprites.py", f"--workdir={init}",
-        "--config.data.cache=False", "--config.train.num_steps=4"] + overrides, cache)
+        "--config.data.cache=False", "--config.train.num_steps=4"] + overrides)
   earlier = '{"step": 2, "changed": {"train.num_steps": [2, 4]}}\n'   # a change made before
   (init / "config_history.jsonl").write_text(earlier)
   stages, out = _kit(tmp_path, "study,train", f"--init_workdir={init}", f"--workdir={run}",
@@ -119,7 +118,7 @@ def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
   assert stages["archive"]["steps"] == [4, 8]
   proc = _run(["experiments.train", "--config=experiments/configs/sprites.py",
                f"--workdir={resumed}", "--config.data.cache=False", "--config.model.beta=0.25",
-               "--config.train.num_steps=10"] + overrides, cache)
+               "--config.train.num_steps=10"] + overrides)
   assert "Resuming from checkpoint at step 8" in proc.stdout
   steps = [json.loads(l)["step"] for l in (resumed / "metrics.jsonl").read_text().splitlines()]
   assert steps[-1] == 10 and steps == sorted(steps)
@@ -132,6 +131,7 @@ def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
       "changed"], history
 
 
+@pytest.mark.slow
 def test_extrapolated_flops_equal_the_unrolled_count():
   """common.extrapolated_flops (T = 1, 2, extrapolated) equals XLA's count of the whole
   unrolled step at T = 5."""

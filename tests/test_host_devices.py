@@ -91,6 +91,7 @@ print(json.dumps(dict(
 """
 
 
+@pytest.mark.slow
 def test_two_host_devices_give_the_gradients_of_one():
   """The batch split over 2 host devices (what host_devices.configure sets up on a 2-core CPU)
   gives the same gradients and loss sums as the whole batch on one device, over two truncation

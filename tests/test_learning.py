@@ -9,6 +9,7 @@ from parts_jax import build_model
 from helpers import moving_squares, tiny_model_config
 
 
+@pytest.mark.slow
 def test_rmsprop_lowers_loss_by_large_factor():
   cfg = tiny_model_config()
   cfg.image_size = (12, 12)

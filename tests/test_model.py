@@ -30,6 +30,7 @@ def _perturbed(params, seed=0):
                                    for p, k in zip(leaves, keys)])
 
 
+@pytest.mark.slow
 def test_gradient_fed_to_encoder_matches_finite_difference():
   model, params, batch = _setup()
   captured = {}
@@ -60,6 +61,7 @@ def test_gradient_fed_to_encoder_matches_finite_difference():
     assert np.abs(fd).max() > 1.0  # a real, non-trivial gradient
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tbptt", [4, 0])
 def test_truncated_bptt_cuts_gradient_to_old_frames(tbptt):
   model, params, batch = _setup(steps=7, tbptt=tbptt)
@@ -255,6 +257,7 @@ def test_wrong_frame_size_and_missing_actions_raise():
     model.apply(params, jax.random.PRNGKey(0), {"video": batch["video"]})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tbptt", [2, 0])
 def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
   """scan (im2col convs; jax.lax.scan), an unrolled Python loop (xla convs) and truncation
@@ -292,6 +295,7 @@ def test_every_lowering_gives_the_same_loss_and_gradients(tbptt):
                                  err_msg=f"{loop} {jax.tree_util.keystr(path)}")
 
 
+@pytest.mark.slow
 def test_windows_forward_program_does_not_grow_with_T():
   """PARTS.apply under "windows" (concrete inputs) traces one window of tbptt steps whatever T:
   its jitted window program is reused; an unrolled apply traces every step."""
@@ -476,6 +480,7 @@ def test_strided_im2col_convolution_equals_xla():
     np.testing.assert_allclose(outs["im2col"], outs["xla"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_second_order_lets_parameter_gradients_through_the_dl_dlambda_input():
   """With second_order the parameter gradient also flows through the dL/dlambda input of the
   refiner (a second derivative of the ELBO): the decoder's gradient changes; the loss does not."""
@@ -518,6 +523,7 @@ def _fitted_reference(model, params, x, lam, key, steps, lr):
   return lam
 
 
+@pytest.mark.slow
 def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_decoder_only():
   """semi_amortized.steps = 2: "fitted_elbo" is the ELBO after 2 Adam steps on -ELBO(x_t) from
   the refined lambda_t^N (an unrolled reference with optax, keys as documented in model.py), it
@@ -544,6 +550,7 @@ def test_semi_amortized_elbo_is_adam_on_the_refined_posterior_and_trains_the_dec
     assert (size > 0) == name.startswith("decoder"), (name, size)
 
 
+@pytest.mark.slow
 def test_distillation_pulls_the_refined_posterior_towards_a_fixed_fitted_one():
   """semi_amortized.distill = w, fitted_elbo off: "distill" is w ||lambda_t^N - fitted||^2 with
   the fit an unrolled Adam reference from lambda_t^N; the loss is -ELBO + distill; the parameter
@@ -578,6 +585,7 @@ def test_distillation_pulls_the_refined_posterior_towards_a_fixed_fitted_one():
              for v in leaf.values()) > 0
 
 
+@pytest.mark.slow
 def test_distillation_in_mask_space_is_the_kl_between_the_decoded_masks():
   """distill_space "masks": "distill" is w sum_i KL(m_i(fitted mu) || m_i(lambda_t^N's mu)), by
   hand in NumPy from the model's public decode of the two means (the fit an unrolled Adam
@@ -649,6 +657,7 @@ def test_semi_amortized_config_errors(fields, message):
     build_model(tiny_model_config(**fields))
 
 
+@pytest.mark.slow
 def test_model_for_evaluation_drops_the_semi_amortized_fit_and_nothing_else():
   """`PARTS.for_evaluation`: with semi_amortized.steps > 0 the evaluated model computes no
   "fitted_elbo" and its loss is -ELBO, while posteriors, masks and ELBOs equal the trained

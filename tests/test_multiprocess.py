@@ -6,6 +6,7 @@ import socket
 import time
 
 import numpy as np
+import pytest
 
 from test_train import (NUM_STEPS, RUN, assert_same_arrays, checkpoint_steps, console, env,
                         load_checkpoint, metrics_lines, params_of, reference_run, start,
@@ -29,7 +30,7 @@ def _train_two_processes(tmp_path_factory, tmp_path, workdir: str, port: int):
       logs.append(str(tmp_path / f"process{i}.log"))
       args = train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN) + [
           "--num_processes=2", f"--process_id={i}", f"--coordinator_address=127.0.0.1:{port}"]
-      procs.append(start(args, env(tmp_path_factory, dump=dumps[-1]), logs[-1], driver=True))
+      procs.append(start(args, env(dump=dumps[-1]), logs[-1], driver=True))
     deadline = time.time() + TIMEOUT_S
     while any(p.poll() is None for p in procs) and time.time() < deadline:
       if any(p.poll() not in (None, 0) for p in procs):
@@ -44,6 +45,7 @@ def _train_two_processes(tmp_path_factory, tmp_path, workdir: str, port: int):
   return procs, logs, dumps
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path_factory, tmp_path):
   workdir = str(tmp_path / "run")
   start_reference(tmp_path_factory)  # The one-process run, alongside.

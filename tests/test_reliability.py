@@ -41,12 +41,13 @@ def _wait_for_step(workdir, proc, step: int, timeout_s: float = 600) -> None:
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_sigterm_sigkill_and_restart_end_bit_identical(tmp_path_factory, tmp_path):
   """SIGTERM (preemption) mid-run, restart, SIGKILL at an arbitrary later step, restart: the
   final train state equals that of the uninterrupted reference run, bit for bit."""
   workdir = str(tmp_path / "run")
   args = train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN)
-  environ = env(tmp_path_factory, sleep=0.2)  # ~0.2 s a step: the signals land mid-run.
+  environ = env(sleep=0.2)  # ~0.2 s a step: the signals land mid-run.
   start_reference(tmp_path_factory)  # Runs alongside.
   logs = [str(tmp_path / f"log{i}.txt") for i in range(3)]
 
@@ -105,13 +106,14 @@ def _purge_steps(workdir):
   return sorted(steps)
 
 
+@pytest.mark.slow
 def test_kill_during_checkpoint_save_keeps_previous(tmp_path_factory, tmp_path):
   reference = reference_run(tmp_path_factory)
   workdir, log = str(tmp_path / "run"), str(tmp_path / "log.txt")
   args = train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN)
   # SIGKILL once orbax has written checkpoint 4 into its temporary directory, before the
   # rename that commits it.
-  code, text = run(args, env(tmp_path_factory, kill_in_save=4), log, driver=True)
+  code, text = run(args, env(kill_in_save=4), log, driver=True)
   assert code == -9, console(text)[-3000:]
   names = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   assert names[0] == "2" and names[1].startswith("4.orbax-checkpoint-tmp"), names
@@ -125,7 +127,7 @@ def test_kill_during_checkpoint_save_keeps_previous(tmp_path_factory, tmp_path):
   assert step == 2
   assert_same_arrays(flat(dict(params=params)), params_of(load_checkpoint(reference, 2)))
 
-  code, text = run(args, env(tmp_path_factory), log, driver=True)
+  code, text = run(args, env(), log, driver=True)
   assert code == 0, console(text)[-3000:]
   assert "Resuming from checkpoint at step 2\n" in text
   assert checkpoint_steps(workdir) == list(range(2, NUM_STEPS + 1, 2))
@@ -152,7 +154,7 @@ def _nan_runs(tmp_path_factory):
     workdir = str(root / name)
     args = train_args(tmp_path_factory, workdir, 6, train__checkpoint_every=1,
                       train__max_checkpoints=20, train__log_every=1, **spec["flags"])
-    procs[name] = (workdir, start(args, env(tmp_path_factory, **spec["hooks"]),
+    procs[name] = (workdir, start(args, env(**spec["hooks"]),
                                   workdir + ".log", driver=True))
   return {name: (workdir, proc, console(finish(proc, workdir + ".log")))
           for name, (workdir, proc) in procs.items()}
@@ -275,12 +277,12 @@ def test_unknown_preset_or_dataset(no_compile):
 
 def test_cli_errors_batch_per_device_and_preset(tmp_path_factory, tmp_path):
   """Through the command line: 2 CPU devices with batch 3, an unknown preset."""
-  two_devices = env(tmp_path_factory, xla_flags="--xla_force_host_platform_device_count=2")
+  two_devices = env(xla_flags="--xla_force_host_platform_device_count=2")
   workdir = str(tmp_path / "run")
   procs = [start(train_args(tmp_path_factory, workdir, 5, train__batch_size=3),
                  two_devices, str(tmp_path / "a.log")),
            start(["--config=experiments/configs/ablations.py:nonexistent",
-                  f"--workdir={workdir}"], env(tmp_path_factory), str(tmp_path / "b.log"))]
+                  f"--workdir={workdir}"], env(), str(tmp_path / "b.log"))]
   texts = [finish(p, str(tmp_path / n), timeout=120) for p, n in zip(procs, ("a.log", "b.log"))]
   assert procs[0].returncode != 0
   last = console(texts[0]).strip().splitlines()[-1]

@@ -103,11 +103,11 @@ def session_dir(tmp_path_factory, name: str) -> str:
 XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 
-def env(tmp_path_factory, xla_flags: str = "", **hooks) -> Dict[str, str]:
-  """Subprocess environment: CPU, the shared compilation cache, DRIVER hooks."""
+def env(xla_flags: str = "", **hooks) -> Dict[str, str]:
+  """Subprocess environment: CPU, DRIVER hooks; the suite's compilation cache (conftest.py) is
+  inherited, so the runs of both xdist workers share their compiled programs."""
   e = {k: v for k, v in os.environ.items() if not k.startswith("PARTS_TEST_")}
-  e.update(JAX_PLATFORMS="cpu", JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-           JAX_COMPILATION_CACHE_DIR=session_dir(tmp_path_factory, "jax_cache"),
+  e.update(JAX_PLATFORMS="cpu",
            PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
            XLA_FLAGS=f"{XLA_FLAGS} {xla_flags}".strip())
   e.update({f"PARTS_TEST_{k.upper()}": str(v) for k, v in hooks.items()})
@@ -221,7 +221,7 @@ def start_reference(tmp_path_factory) -> str:
   if workdir not in _REFERENCE and not os.path.exists(os.path.join(workdir, "done")):
     shutil.rmtree(workdir, ignore_errors=True)
     _REFERENCE[workdir] = start(train_args(tmp_path_factory, workdir, NUM_STEPS, **RUN),
-                                env(tmp_path_factory), workdir + ".log")
+                                env(), workdir + ".log")
   return workdir
 
 
@@ -243,9 +243,10 @@ def assert_same_arrays(a: Dict[str, np.ndarray], b: Dict[str, np.ndarray]) -> No
   assert not different, f"{len(different)} of {len(a)} arrays differ, e.g. {different[:3]}"
 
 
+@pytest.mark.slow
 def test_resume_with_more_steps_and_logs(tmp_path_factory, tmp_path):
   workdir, log = str(tmp_path / "run"), str(tmp_path / "log.txt")
-  environ = env(tmp_path_factory)
+  environ = env()
   start_reference(tmp_path_factory)  # Runs alongside.
   code, text = run(train_args(tmp_path_factory, workdir, 6, **RUN), environ, log)
   assert code == 0, console(text)[-3000:]
@@ -291,7 +292,7 @@ def test_held_out_eval_on_its_own_schedule(tmp_path_factory, tmp_path):
   workdir, log = str(tmp_path / "run"), str(tmp_path / "log.txt")
   code, text = run(train_args(tmp_path_factory, workdir, 5, train__log_every=3,
                               train__eval_every=2, train__checkpoint_every=5),
-                   env(tmp_path_factory), log)
+                   env(), log)
   assert code == 0, console(text)[-3000:]
   lines = metrics_lines(workdir)
   assert [l["step"] for l in lines] == [2, 3, 4, 5]
