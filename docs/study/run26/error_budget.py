@@ -1,0 +1,207 @@
+r"""Study run 26: where the shipped checkpoint's headline FG-ARI loses to 1 (no training).
+
+  python docs/study/run26/error_budget.py --workdir=checkpoints/sprites \
+      --output=docs/study/run26/error_budget.json
+
+Runs the evaluation's own forward (`evaluator.make_eval_step(keep_outputs=True)`, the run's
+config, its checkpoint averaging, the same noise keys as `experiments.evaluate`) on the first
+eval.num_sequences eval sequences and takes the headline segmentation of the last frame (the
+argmax over K of the decoder masks the headline scores, as `experiments.evaluate`). Each ground-truth object gets its *owner*, the
+slot holding most of its pixels; the *background slot* is the one holding most background pixels
+(`metrics.foreground_in_background_slot`). Every foreground pixel is then one of:
+
+  right     its predicted slot is its object's owner, and no other object has that owner;
+  merged    its predicted slot is its object's owner, which also owns another object;
+  missed    its object's owner is the background slot (the object is left to the background);
+  to_bg     its predicted slot is the background slot, its object has another owner;
+  to_other  another object's owner (a neighbour's mask covers it);
+  stray     a slot that owns no object in the frame;
+
+and objects whose owner owns another object too are *merged*. FG-ARI is recomputed (with
+scikit-learn's adjusted_rand_score on the foreground pixels, checked against the headline) after
+oracle repairs, each alone, the two of the background slot together ("background": missed and
+to_bg) and all four ("all"): missed pixels relabelled to a label of their object's own, to_bg /
+to_other / stray pixels to their object's owner. What is
+left after repairing all four is the cost of merges. Also: the headline per number of objects in
+the frame, and the missed and merged fractions of the objects by quartile of visible area (pixels
+in the last frame), of colour distance to the frame's mean background colour, and, for the
+smallest quartile, with and without a pixel on the frame's edge.
+"""
+import json
+import math
+import os
+import sys
+
+from absl import app, flags
+import jax
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))))
+from datasets import registry  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments import evaluator, setup_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.configs import sprites  # pylint: disable=g-import-not-at-top,wrong-import-position
+from parts_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+flags.DEFINE_string("workdir", "checkpoints/sprites", "Training workdir (its config.json).")
+flags.DEFINE_string("output", None, "JSON to write (default: print only).")
+FLAGS = flags.FLAGS
+REPAIRS = ("missed", "to_bg", "to_other", "stray")
+
+
+def last_frames(workdir: str):
+  """(frames [N, H, W, 3], segs [N, H, W], masks [N, K, H, W], headline fg_ari [N], has_fg [N],
+  step, averaged)."""
+  config = setup_lib.config_for_workdir(workdir, sprites.get_config(), {})
+  ec = config.eval
+  _, replicated, data_sharding = setup_lib.mesh_shardings()
+  it = registry.get_iterator(config.data, "eval", ec.batch_size, seed=ec.seed, shuffle=False)
+  try:
+    num = min(ec.num_sequences, len(it.source))
+    batch = next(it)
+    model, params, step = setup_lib.restore_model(config, workdir, batch, ec.num_slots,
+                                                  sharding=replicated)
+    eval_step = evaluator.make_eval_step(model, ec.max_ids, keep_outputs=True,
+                                         in_shardings=(replicated, replicated, data_sharding))
+    key = jax.random.PRNGKey(ec.seed)
+    frames, segs, masks, fg_ari, has_fg = [], [], [], [], []
+    for i in range(math.ceil(num / ec.batch_size)):
+      if i:
+        batch = next(it)
+      out = setup_lib.host(eval_step(params, jax.random.fold_in(key, i),
+                                     setup_lib.global_batch(batch, data_sharding)))
+      keep = min(ec.batch_size, num - i * ec.batch_size)
+      frames.append(np.asarray(batch["video"])[:keep, -1])
+      segs.append(np.asarray(batch["segmentations"])[:keep, -1])
+      masks.append(out["masks"][:keep, -1])
+      fg_ari.append(out["fg_ari"][:keep, -1])
+      has_fg.append(out["has_fg"][:keep, -1])
+      print(f"batch {i + 1}: {keep} sequences", flush=True)
+  finally:
+    it.close()
+  return (np.concatenate(frames), np.concatenate(segs), np.concatenate(masks), np.concatenate(fg_ari),
+          np.concatenate(has_fg), step, ec.get("average_checkpoints", 1))
+
+
+def fg_ari(seg: np.ndarray, pred: np.ndarray) -> float:
+  """scikit-learn's ARI on the foreground pixels of one frame."""
+  fg = seg > 0
+  return float(adjusted_rand_score(seg[fg], pred[fg]))
+
+
+def analyse_frame(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
+  """Pixel classes, merged objects, the repaired FG-ARIs and per-object (area, colour distance
+  to the background, missed) of one frame (frame [H, W, 3], seg, pred [H, W])."""
+  objects = [o for o in np.unique(seg) if o > 0]
+  bg = seg == 0
+  bg_slot = int(np.argmax(np.bincount(pred[bg], minlength=k))) if bg.any() else -1
+  owner = {o: int(np.argmax(np.bincount(pred[seg == o], minlength=k))) for o in objects}
+  owners = list(owner.values())
+  counts = dict(right=0, merged=0, missed=0, to_bg=0, to_other=0, stray=0)
+  cls = np.full(seg.shape, "", dtype=object)
+  for o in objects:
+    px = seg == o
+    p = pred[px]
+    c = np.where(p == owner[o], "right",
+                 np.where(p == bg_slot, "to_bg",
+                          np.where(np.isin(p, owners), "to_other", "stray")))
+    cls[px] = c
+  # An object owned by the background slot is left to it: all its pixels are "missed".
+  for o in objects:
+    if owner[o] == bg_slot:
+      cls[seg == o] = "missed"
+  merged = [o for o in objects if owners.count(owner[o]) > 1 and owner[o] != bg_slot]
+  for o in merged:
+    cls[(seg == o) & (cls == "right")] = "merged"
+  for name in counts:
+    counts[name] = int(np.sum(cls == name))
+  fresh = k + np.asarray(objects)   # a label of its own for an object left to the background
+
+  def repaired(which):
+    out = pred.copy()
+    for o in objects:
+      px = (seg == o) & np.isin(cls, which)
+      out[px] = fresh[objects.index(o)] if owner[o] == bg_slot else owner[o]
+    return fg_ari(seg, out)
+
+  bg_colour = frame[bg].mean(axis=0) if bg.any() else np.zeros(3)
+  per_object = [dict(area=int(np.sum(seg == o)),
+                     colour_distance=float(np.linalg.norm(frame[seg == o].mean(axis=0)
+                                                          - bg_colour)),
+                     missed=owner[o] == bg_slot, merged=o in merged,
+                     at_border=bool(np.any(seg[[0, -1], :] == o) or np.any(seg[:, [0, -1]] == o)))
+                for o in objects]
+  result = dict(fg_ari=fg_ari(seg, pred), num_objects=len(objects), counts=counts,
+                per_object=per_object,
+                merged_objects=len(merged),
+                missed_objects=sum(owner[o] == bg_slot for o in objects))
+  for name in REPAIRS:
+    result[f"fg_ari_{name}_repaired"] = repaired([name])
+  result["fg_ari_background_repaired"] = repaired(["missed", "to_bg"])
+  result["fg_ari_all_repaired"] = repaired(list(REPAIRS))
+  return result
+
+
+def main(argv):
+  del argv
+  video, segs, masks, headline, has_fg, step, averaged = last_frames(FLAGS.workdir)
+  k = masks.shape[1]
+  preds = np.argmax(masks, axis=1)
+  frames = [analyse_frame(v, s, p, k) for v, s, p, h in zip(video, segs, preds, has_fg) if h]
+  mine = np.array([f["fg_ari"] for f in frames])
+  # The recomputation is the headline: the same frames, the same argmax.
+  np.testing.assert_allclose(mine, headline[has_fg], atol=1e-4)
+  total = {name: sum(f["counts"][name] for f in frames) for name in frames[0]["counts"]}
+  num_fg = sum(total.values())
+  by_n = {}
+  for n in sorted({f["num_objects"] for f in frames}):
+    sel = [f for f in frames if f["num_objects"] == n]
+    by_n[str(n)] = dict(frames=len(sel), fg_ari=float(np.mean([f["fg_ari"] for f in sel])),
+                        fg_ari_all_repaired=float(np.mean([f["fg_ari_all_repaired"]
+                                                           for f in sel])))
+  num_objects = sum(f["num_objects"] for f in frames)
+  objs = [o for f in frames for o in f["per_object"]]
+
+  def by_quartile(key):
+    """Missed and merged fractions of the objects in each quartile of `key`."""
+    values = np.array([o[key] for o in objs])
+    edges = np.quantile(values, [0, 0.25, 0.5, 0.75, 1])
+    rows = []
+    for q in range(4):
+      sel = [o for o in objs if edges[q] <= o[key] <= edges[q + 1]] if q == 0 else [
+          o for o in objs if edges[q] < o[key] <= edges[q + 1]]
+      rows.append(dict(range=[float(edges[q]), float(edges[q + 1])], objects=len(sel),
+                       missed=float(np.mean([o["missed"] for o in sel])),
+                       merged=float(np.mean([o["merged"] for o in sel]))))
+    return rows
+  summary = dict(
+      workdir=os.path.abspath(FLAGS.workdir), step=int(step), average_checkpoints=int(averaged),
+      num_slots=int(k), frames_scored=len(frames),
+      fg_ari=float(np.mean(mine)),
+      fg_ari_headline_check=float(metrics.summarize_fg_ari(headline[:, None], has_fg[:, None])["fg_ari"]),
+      pixel_fractions={name: total[name] / num_fg for name in total},
+      objects=num_objects,
+      missed_object_fraction=sum(f["missed_objects"] for f in frames) / num_objects,
+      merged_object_fraction=sum(f["merged_objects"] for f in frames) / num_objects,
+      frames_with_a_merge=sum(f["merged_objects"] > 0 for f in frames) / len(frames),
+      repaired_fg_ari={name: float(np.mean([f[f"fg_ari_{name}_repaired"] for f in frames]))
+                       for name in REPAIRS + ("background", "all")},
+      by_num_objects=by_n,
+      by_area_quartile=by_quartile("area"),
+      by_colour_distance_quartile=by_quartile("colour_distance"),
+      small_objects_at_border={  # the smallest quartile: clipped by the frame's edge or not
+          str(edge): dict(objects=len(sel), missed=float(np.mean([o["missed"] for o in sel])))
+          for edge in (True, False)
+          for sel in [[o for o in objs if o["at_border"] == edge
+                       and o["area"] <= np.quantile([p["area"] for p in objs], 0.25)]]},
+      processor=common.processor_name())
+  print(json.dumps(summary, indent=1))
+  if FLAGS.output:
+    with open(FLAGS.output, "w") as f:
+      json.dump(summary, f, indent=1)
+
+
+if __name__ == "__main__":
+  app.run(main)
