@@ -25,7 +25,8 @@ to_other / stray pixels to their object's owner. What is
 left after repairing all four is the cost of merges. Also: the headline per number of objects in
 the frame, and the missed and merged fractions of the objects by quartile of visible area (pixels
 in the last frame), of colour distance to the frame's mean background colour, and, for the
-smallest quartile, with and without a pixel on the frame's edge.
+smallest quartile, with and without a pixel on the frame's edge; and, as a diagnostic, the
+argmax of the responsibilities p(k | x_i) of the same masks and components under other sigma_x.
 """
 import json
 import math
@@ -34,6 +35,7 @@ import sys
 
 from absl import app, flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
@@ -43,7 +45,7 @@ from datasets import registry  # pylint: disable=g-import-not-at-top,wrong-impor
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments import evaluator, setup_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from experiments.configs import sprites  # pylint: disable=g-import-not-at-top,wrong-import-position
-from parts_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
+from parts_jax import likelihood, metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 flags.DEFINE_string("workdir", "checkpoints/sprites", "Training workdir (its config.json).")
 flags.DEFINE_string("output", None, "JSON to write (default: print only).")
@@ -52,8 +54,8 @@ REPAIRS = ("missed", "to_bg", "to_other", "stray")
 
 
 def last_frames(workdir: str):
-  """(frames [N, H, W, 3], segs [N, H, W], masks [N, K, H, W], headline fg_ari [N], has_fg [N],
-  step, averaged)."""
+  """(frames [N, H, W, 3], segs [N, H, W], masks [N, K, H, W], components [N, K, H, W, 3],
+  headline fg_ari [N], has_fg [N], step, averaged, sigma_x)."""
   config = setup_lib.config_for_workdir(workdir, sprites.get_config(), {})
   ec = config.eval
   _, replicated, data_sharding = setup_lib.mesh_shardings()
@@ -66,7 +68,7 @@ def last_frames(workdir: str):
     eval_step = evaluator.make_eval_step(model, ec.max_ids, keep_outputs=True,
                                          in_shardings=(replicated, replicated, data_sharding))
     key = jax.random.PRNGKey(ec.seed)
-    frames, segs, masks, fg_ari, has_fg = [], [], [], [], []
+    frames, segs, masks, comps, fg_ari, has_fg = [], [], [], [], [], []
     for i in range(math.ceil(num / ec.batch_size)):
       if i:
         batch = next(it)
@@ -76,13 +78,15 @@ def last_frames(workdir: str):
       frames.append(np.asarray(batch["video"])[:keep, -1])
       segs.append(np.asarray(batch["segmentations"])[:keep, -1])
       masks.append(out["masks"][:keep, -1])
+      comps.append(out["components"][:keep, -1])
       fg_ari.append(out["fg_ari"][:keep, -1])
       has_fg.append(out["has_fg"][:keep, -1])
       print(f"batch {i + 1}: {keep} sequences", flush=True)
   finally:
     it.close()
-  return (np.concatenate(frames), np.concatenate(segs), np.concatenate(masks), np.concatenate(fg_ari),
-          np.concatenate(has_fg), step, ec.get("average_checkpoints", 1))
+  return (np.concatenate(frames), np.concatenate(segs), np.concatenate(masks),
+          np.concatenate(comps), np.concatenate(fg_ari), np.concatenate(has_fg), step,
+          ec.get("average_checkpoints", 1), float(config.model.sigma_x))
 
 
 def fg_ari(seg: np.ndarray, pred: np.ndarray) -> float:
@@ -144,9 +148,27 @@ def analyse_frame(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
   return result
 
 
+def responsibilities_by_sigma(video, segs, masks, comps, has_fg, trained_sigma_x):
+  """Diagnostic: FG-ARI and missed sprites of argmax_k p(k | x_i) computed from the same decoded
+  masks and components (Eq 2) with other sigma_x values (the trained one first; only this
+  argmax changes, not the inference)."""
+  log_masks = np.log(np.maximum(masks, 1e-30))
+  rows = {}
+  for sigma in (trained_sigma_x, 1.0, 0.3, 0.1, 0.05):
+    preds = np.asarray(jnp.argmax(likelihood.log_responsibilities(
+        jnp.asarray(video), jnp.asarray(comps), jnp.asarray(log_masks), sigma), axis=1))
+    frames = [analyse_frame(v, s, p, masks.shape[1])
+              for v, s, p, h in zip(video, segs, preds, has_fg) if h]
+    objs = [o for f in frames for o in f["per_object"]]
+    rows[f"{sigma:g}"] = dict(fg_ari=float(np.mean([f["fg_ari"] for f in frames])),
+                              missed_object_fraction=float(np.mean([o["missed"] for o in objs])))
+  return rows
+
+
 def main(argv):
   del argv
-  video, segs, masks, headline, has_fg, step, averaged = last_frames(FLAGS.workdir)
+  video, segs, masks, comps, headline, has_fg, step, averaged, sigma_x = last_frames(
+      FLAGS.workdir)
   k = masks.shape[1]
   preds = np.argmax(masks, axis=1)
   frames = [analyse_frame(v, s, p, k) for v, s, p, h in zip(video, segs, preds, has_fg) if h]
@@ -189,6 +211,8 @@ def main(argv):
       repaired_fg_ari={name: float(np.mean([f[f"fg_ari_{name}_repaired"] for f in frames]))
                        for name in REPAIRS + ("background", "all")},
       by_num_objects=by_n,
+      responsibilities_at_sigma_x=responsibilities_by_sigma(video, segs, masks, comps, has_fg,
+                                                            sigma_x),
       by_area_quartile=by_quartile("area"),
       by_colour_distance_quartile=by_quartile("colour_distance"),
       small_objects_at_border={  # the smallest quartile: clipped by the frame's edge or not
