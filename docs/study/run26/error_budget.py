@@ -95,41 +95,29 @@ def fg_ari(seg: np.ndarray, pred: np.ndarray) -> float:
   return float(adjusted_rand_score(seg[fg], pred[fg]))
 
 
-def analyse_frame(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
-  """Pixel classes, merged objects, the repaired FG-ARIs and per-object (area, colour distance
-  to the background, missed) of one frame (frame [H, W, 3], seg, pred [H, W])."""
+CLASSES = ("right", "merged", "missed", "to_bg", "to_other", "stray")
+
+
+def classify(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
+  """The class of every foreground pixel (module docstring; "" elsewhere) [H, W], the objects,
+  their owners, the background slot and per object (area, colour distance to the background,
+  missed, merged, at_border) of one frame (frame [H, W, 3], seg, pred [H, W])."""
   objects = [o for o in np.unique(seg) if o > 0]
   bg = seg == 0
   bg_slot = int(np.argmax(np.bincount(pred[bg], minlength=k))) if bg.any() else -1
   owner = {o: int(np.argmax(np.bincount(pred[seg == o], minlength=k))) for o in objects}
   owners = list(owner.values())
-  counts = dict(right=0, merged=0, missed=0, to_bg=0, to_other=0, stray=0)
+  merged = [o for o in objects if owners.count(owner[o]) > 1 and owner[o] != bg_slot]
   cls = np.full(seg.shape, "", dtype=object)
   for o in objects:
     px = seg == o
     p = pred[px]
-    c = np.where(p == owner[o], "right",
-                 np.where(p == bg_slot, "to_bg",
-                          np.where(np.isin(p, owners), "to_other", "stray")))
-    cls[px] = c
-  # An object owned by the background slot is left to it: all its pixels are "missed".
-  for o in objects:
-    if owner[o] == bg_slot:
-      cls[seg == o] = "missed"
-  merged = [o for o in objects if owners.count(owner[o]) > 1 and owner[o] != bg_slot]
-  for o in merged:
-    cls[(seg == o) & (cls == "right")] = "merged"
-  for name in counts:
-    counts[name] = int(np.sum(cls == name))
-  fresh = k + np.asarray(objects)   # a label of its own for an object left to the background
-
-  def repaired(which):
-    out = pred.copy()
-    for o in objects:
-      px = (seg == o) & np.isin(cls, which)
-      out[px] = fresh[objects.index(o)] if owner[o] == bg_slot else owner[o]
-    return fg_ari(seg, out)
-
+    if owner[o] == bg_slot:   # left to the background slot: all its pixels are "missed"
+      cls[px] = "missed"
+      continue
+    cls[px] = np.where(p == owner[o], "merged" if o in merged else "right",
+                       np.where(p == bg_slot, "to_bg",
+                                np.where(np.isin(p, owners), "to_other", "stray")))
   bg_colour = frame[bg].mean(axis=0) if bg.any() else np.zeros(3)
   per_object = [dict(area=int(np.sum(seg == o)),
                      colour_distance=float(np.linalg.norm(frame[seg == o].mean(axis=0)
@@ -137,10 +125,22 @@ def analyse_frame(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
                      missed=owner[o] == bg_slot, merged=o in merged,
                      at_border=bool(np.any(seg[[0, -1], :] == o) or np.any(seg[:, [0, -1]] == o)))
                 for o in objects]
-  result = dict(fg_ari=fg_ari(seg, pred), num_objects=len(objects), counts=counts,
-                per_object=per_object,
-                merged_objects=len(merged),
-                missed_objects=sum(owner[o] == bg_slot for o in objects))
+  return cls, objects, owner, bg_slot, per_object
+
+
+def analyse_frame(frame: np.ndarray, seg: np.ndarray, pred: np.ndarray, k: int):
+  """`classify`, the pixel counts per class and the repaired FG-ARIs of one frame."""
+  cls, objects, owner, bg_slot, per_object = classify(frame, seg, pred, k)
+
+  def repaired(which):
+    out = pred.copy()
+    for o in objects:
+      px = (seg == o) & np.isin(cls, which)
+      out[px] = k + o if owner[o] == bg_slot else owner[o]   # k + o: a label of its own
+    return fg_ari(seg, out)
+
+  result = dict(fg_ari=fg_ari(seg, pred), num_objects=len(objects), per_object=per_object,
+                counts={name: int(np.sum(cls == name)) for name in CLASSES})
   for name in REPAIRS:
     result[f"fg_ari_{name}_repaired"] = repaired([name])
   result["fg_ari_background_repaired"] = repaired(["missed", "to_bg"])
@@ -153,15 +153,17 @@ def responsibilities_by_sigma(video, segs, masks, comps, has_fg, trained_sigma_x
   masks and components (Eq 2) with other sigma_x values (the trained one first; only this
   argmax changes, not the inference)."""
   log_masks = np.log(np.maximum(masks, 1e-30))
+  k = masks.shape[1]
   rows = {}
   for sigma in (trained_sigma_x, 1.0, 0.3, 0.1, 0.05):
     preds = np.asarray(jnp.argmax(likelihood.log_responsibilities(
         jnp.asarray(video), jnp.asarray(comps), jnp.asarray(log_masks), sigma), axis=1))
-    frames = [analyse_frame(v, s, p, masks.shape[1])
+    scored = [(fg_ari(s, p), classify(v, s, p, k)[4])
               for v, s, p, h in zip(video, segs, preds, has_fg) if h]
-    objs = [o for f in frames for o in f["per_object"]]
-    rows[f"{sigma:g}"] = dict(fg_ari=float(np.mean([f["fg_ari"] for f in frames])),
-                              missed_object_fraction=float(np.mean([o["missed"] for o in objs])))
+    rows[f"{sigma:g}"] = dict(
+        fg_ari=float(np.mean([a for a, _ in scored])),
+        missed_object_fraction=float(np.mean([o["missed"] for _, objs in scored
+                                              for o in objs])))
   return rows
 
 
@@ -175,7 +177,7 @@ def main(argv):
   mine = np.array([f["fg_ari"] for f in frames])
   # The recomputation is the headline: the same frames, the same argmax.
   np.testing.assert_allclose(mine, headline[has_fg], atol=1e-4)
-  total = {name: sum(f["counts"][name] for f in frames) for name in frames[0]["counts"]}
+  total = {name: sum(f["counts"][name] for f in frames) for name in CLASSES}
   num_fg = sum(total.values())
   by_n = {}
   for n in sorted({f["num_objects"] for f in frames}):
@@ -183,8 +185,8 @@ def main(argv):
     by_n[str(n)] = dict(frames=len(sel), fg_ari=float(np.mean([f["fg_ari"] for f in sel])),
                         fg_ari_all_repaired=float(np.mean([f["fg_ari_all_repaired"]
                                                            for f in sel])))
-  num_objects = sum(f["num_objects"] for f in frames)
   objs = [o for f in frames for o in f["per_object"]]
+  smallest = np.quantile([o["area"] for o in objs], 0.25)
 
   def by_quartile(key):
     """Missed and merged fractions of the objects in each quartile of `key`."""
@@ -204,10 +206,11 @@ def main(argv):
       fg_ari=float(np.mean(mine)),
       fg_ari_headline_check=float(metrics.summarize_fg_ari(headline[:, None], has_fg[:, None])["fg_ari"]),
       pixel_fractions={name: total[name] / num_fg for name in total},
-      objects=num_objects,
-      missed_object_fraction=sum(f["missed_objects"] for f in frames) / num_objects,
-      merged_object_fraction=sum(f["merged_objects"] for f in frames) / num_objects,
-      frames_with_a_merge=sum(f["merged_objects"] > 0 for f in frames) / len(frames),
+      objects=len(objs),
+      missed_object_fraction=float(np.mean([o["missed"] for o in objs])),
+      merged_object_fraction=float(np.mean([o["merged"] for o in objs])),
+      frames_with_a_merge=float(np.mean([any(o["merged"] for o in f["per_object"])
+                                         for f in frames])),
       repaired_fg_ari={name: float(np.mean([f[f"fg_ari_{name}_repaired"] for f in frames]))
                        for name in REPAIRS + ("background", "all")},
       by_num_objects=by_n,
@@ -218,8 +221,7 @@ def main(argv):
       small_objects_at_border={  # the smallest quartile: clipped by the frame's edge or not
           str(edge): dict(objects=len(sel), missed=float(np.mean([o["missed"] for o in sel])))
           for edge in (True, False)
-          for sel in [[o for o in objs if o["at_border"] == edge
-                       and o["area"] <= np.quantile([p["area"] for p in objs], 0.25)]]},
+          for sel in [[o for o in objs if o["at_border"] == edge and o["area"] <= smallest]]},
       processor=common.processor_name())
   print(json.dumps(summary, indent=1))
   if FLAGS.output:
