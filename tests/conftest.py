@@ -20,14 +20,20 @@ _RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
 JAX_CACHE = os.path.join(tempfile.gettempdir(), f"parts_jax_tests_xla_cache_{_RUN}")
 _OWNS_CACHE = ("PYTEST_XDIST_TESTRUNUID" not in os.environ
                and "JAX_COMPILATION_CACHE_DIR" not in os.environ)
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-  os.environ["JAX_COMPILATION_CACHE_DIR"] = JAX_CACHE
-  if "jax" in sys.modules:   # imported before this file (a plugin): set it in the config too
-    sys.modules["jax"].config.update("jax_compilation_cache_dir", JAX_CACHE)
-if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-  os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-  if "jax" in sys.modules:
-    sys.modules["jax"].config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+
+
+def _default(option: str, value) -> None:
+  """JAX option `option` (e.g. jax_compilation_cache_dir) set to `value` through its environment
+  variable (inherited by the suite's subprocesses) unless the environment sets it already."""
+  name = option.upper()
+  if name not in os.environ:
+    os.environ[name] = str(int(value) if isinstance(value, bool) else value)
+    if "jax" in sys.modules:   # imported before this file (a plugin): set it in the config too
+      sys.modules["jax"].config.update(option, value)
+
+
+_default("jax_compilation_cache_dir", JAX_CACHE)
+_default("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 # The suite's programs are tiny and run a few times each, so XLA's compile time, not run time,
@@ -36,10 +42,7 @@ if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
 # AVX2 EPYC. Set in the environment, so the suite's training subprocesses inherit it; the
 # numbers the tests compare are the same programs' results, only compiled with fewer passes.
 # JAX_DISABLE_MOST_OPTIMIZATIONS=0 in the environment turns it off.
-if "JAX_DISABLE_MOST_OPTIMIZATIONS" not in os.environ:
-  os.environ["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
-  if "jax" in sys.modules:
-    sys.modules["jax"].config.update("jax_disable_most_optimizations", True)
+_default("jax_disable_most_optimizations", True)
 
 
 def pytest_configure(config):
