@@ -4,48 +4,44 @@ same flags but beta), each cell seed 2 / seed 3, then each arm minus the control
 
 usage: python docs/study/run27/table.py   (from the repository root)
 """
+import importlib.util
 import json
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-RUN25 = os.path.join(HERE, "..", "run25", "evals")
-SEEDS = (2, 3)
-# (label, path of the JSON of seed s and reading r)
-ARMS = (("control: beta 0.00125 (run 25)",
-         lambda s, r: os.path.join(RUN25, f"k5_s{s}_evalK5_{r}.json")),)
-ARMS += tuple((f"beta {b}", (lambda b: lambda s, r: os.path.join(
-    HERE, "evals", f"b{b}_s{s}_{r}.json"))(b)) for b in ("0.005", "0.0003125")
-              if os.path.exists(os.path.join(HERE, "evals", f"b{b}_s2_step71500.json")))
+_SPEC = importlib.util.spec_from_file_location(
+    "run25_table", os.path.join(HERE, "..", "run25", "table.py"))
+run25 = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(run25)
+SEEDS = run25.SEEDS
+COLUMNS = run25.COLUMNS   # the same fields of the same evaluation JSON
+# (label, JSON path of a seed's reading without "<reading>.json"); the control is run 25's
+ARMS = (("control: beta 0.00125 (run 25)", os.path.join(run25.HERE, "evals", "k5_s{s}_evalK5_")),
+        ("beta 0.005 (4x)", os.path.join(HERE, "evals", "b0.005_s{s}_")),
+        ("beta 0.0003125 (1/4)", os.path.join(HERE, "evals", "b0.0003125_s{s}_")))
 READINGS = (("71,500 alone", "step71500"), ("71,250 + 71,500 averaged", "avg71250_71500"))
-COLUMNS = (("FG-ARI", lambda m: f"{m['fg_ari']:.3f}"),
-           ("s.e.", lambda m: f"{m['fg_ari_sem']:.3f}"),
-           ("ARI", lambda m: f"{m['ari']:.3f}"),
-           ("MSE", lambda m: f"{m['mse']:.5f}"),
-           ("FG in bg slot", lambda m: f"{m['diagnostics']['fg_in_background_slot']:.3f}"),
-           ("contrast", lambda m: f"{m['diagnostics']['object_mask_contrast']:.3f}"),
-           ("responsibilities", lambda m: f"{m['diagnostics']['fg_ari_responsibilities']:.3f}"))
 
 
-def load(path):
-  with open(path) as f:
+def load(prefix, seed, reading):
+  with open(prefix.format(s=seed) + reading + ".json") as f:
     return json.load(f)
 
 
 def main():
   print("| trained | reading | " + " | ".join(c for c, _ in COLUMNS) + " |")
   print("|---" * (len(COLUMNS) + 2) + "|")
-  for label, path in ARMS:
+  for label, prefix in ARMS:
     for reading, r in READINGS:
-      runs = [load(path(s, r)) for s in SEEDS]
+      runs = [load(prefix, s, r) for s in SEEDS]
       cells = [" / ".join(fmt(m) for m in runs) for _, fmt in COLUMNS]
       print(f"| {label} | {reading} | " + " | ".join(cells) + " |")
   print()
   print("| arm | reading | FG-ARI - control (seed 2 / seed 3; mean +- half the difference) |")
   print("|---|---|---|")
   control = ARMS[0][1]
-  for label, path in ARMS[1:]:
+  for label, prefix in ARMS[1:]:
     for reading, r in READINGS:
-      d = [load(path(s, r))["fg_ari"] - load(control(s, r))["fg_ari"] for s in SEEDS]
+      d = [load(prefix, s, r)["fg_ari"] - load(control, s, r)["fg_ari"] for s in SEEDS]
       print(f"| {label} | {reading} | {d[0]:+.3f} / {d[1]:+.3f} "
             f"({(d[0] + d[1]) / 2:+.3f} +- {abs(d[0] - d[1]) / 2:.3f}) |")
 
