@@ -56,10 +56,12 @@ def default_output(workdir: str, step: Optional[int] = None) -> str:
 
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[str] = None,
-             verbose: bool = True, step: Optional[int] = None) -> Dict[str, Any]:
+             verbose: bool = True, step: Optional[int] = None,
+             overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """Evaluates the checkpoint of `workdir` at `step` (default: the latest; see the module
   docstring); returns the dict written to `output` (default `default_output(workdir, step)`),
-  `evaluator.Results.to_json()`."""
+  `evaluator.Results.to_json()`. `overrides` ({"model.x": y, ...}: what `config` changed of the
+  run's config.json) are recorded in it."""
   setup_lib.check_config(config)
   ec = config.eval
   say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
@@ -119,7 +121,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
   outs = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
   result = evaluator.summarize(
       outs, burn_in, rollout_steps, static_steps, step=step, averaged_steps=averaged,
-      workdir=os.path.abspath(workdir),
+      overrides=dict(overrides) if overrides else None, workdir=os.path.abspath(workdir),
       preset=config.get("preset"), seed=config.get("seed"), data=config.data.name,
       dataset_label=config.data.get("dataset_label"), num_slots=model.config.num_slots,
       num_slots_trained=config.model.num_slots, num_sequences_requested=ec.num_sequences)
@@ -157,7 +159,7 @@ def main(argv):
   del argv
   overrides = config_flags.get_override_values(FLAGS["config"])
   config = setup_lib.config_for_workdir(FLAGS.workdir, FLAGS.config, overrides)
-  evaluate(config, FLAGS.workdir, FLAGS.output, step=FLAGS.step)
+  evaluate(config, FLAGS.workdir, FLAGS.output, step=FLAGS.step, overrides=overrides)
 
 
 if __name__ == "__main__":

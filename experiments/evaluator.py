@@ -162,8 +162,8 @@ def mean_per_step(values) -> List[float]:
 
 
 def segmentation_summary(outs: Dict[str, np.ndarray]) -> Dict[str, Any]:
-  """fg_ari, fg_ari_sem, fg_ari_per_step, num_frames_without_foreground, num_sequences_scored,
-  ari_per_step, ari and diagnostics of per-sequence metrics with segmentations (see `Results`)."""
+  """fg_ari, fg_ari_sem, fg_ari_per_sequence, fg_ari_per_step, num_frames_without_foreground,
+  num_sequences_scored, ari_per_step, ari and diagnostics of per-sequence metrics with segmentations (see `Results`)."""
   result = metrics.summarize_fg_ari(outs["fg_ari"], outs["has_fg"])
   del result["num_sequences"]
   result["ari_per_step"] = mean_per_step(outs["ari"])
@@ -183,10 +183,13 @@ class Results:
 
   fg_ari: mean over sequences of the last frame's FG-ARI (the paper's ARI-F); frames without
   foreground pixels are left out. fg_ari_sem: its standard error over those sequences
-  (`metrics.summarize_fg_ari`). ari: ARI of all pixels (background included), last frame.
+  (`metrics.summarize_fg_ari`); fg_ari_per_sequence: each sequence's (None: no foreground), for
+  paired comparisons of two evaluations (`metrics.paired_fg_ari_difference`). ari: ARI of all pixels (background included), last frame.
   mse: reconstruction MSE, last frame. <x>_per_step: the same for every step t = 0..T-1.
   averaged_steps (only with eval.average_checkpoints > 1): the checkpoints whose parameters were
   averaged into the evaluated model (`checkpointing.averaged_steps`); step is the last of them.
+  overrides (only when given): the --config.x=y values the evaluation ran with on top of the
+  run's config.json (e.g. a test-time model.num_refine_steps), so that a number says what made it.
   diagnostics: FG-ARI (last frame, and per step) of other per-pixel argmaxes, to tell where a
   segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
   posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
@@ -205,6 +208,7 @@ class Results:
   """
   step: Optional[int] = None
   averaged_steps: Optional[List[int]] = None
+  overrides: Optional[Dict[str, Any]] = None
   workdir: Optional[str] = None
   preset: Optional[str] = None
   seed: Optional[int] = None
@@ -219,6 +223,7 @@ class Results:
   mse: Optional[float] = None
   fg_ari: Optional[float] = None
   fg_ari_sem: Optional[float] = None
+  fg_ari_per_sequence: Optional[List[Optional[float]]] = None
   fg_ari_per_step: Optional[List[Optional[float]]] = None
   num_frames_without_foreground: Optional[int] = None
   num_sequences_scored: Optional[int] = None
@@ -244,8 +249,9 @@ class Results:
   static_ari_per_step: Optional[List[float]] = None
   static_ari: Optional[float] = None
 
-  _LEFT_OUT_IF_NONE = ("averaged_steps", "diagnostics", "fg_ari_note", "static_fg_ari_per_step",
-                       "static_fg_ari", "static_ari_per_step", "static_ari")
+  _LEFT_OUT_IF_NONE = ("averaged_steps", "overrides", "fg_ari_per_sequence", "diagnostics",
+                       "fg_ari_note", "static_fg_ari_per_step", "static_fg_ari",
+                       "static_ari_per_step", "static_ari")
 
   def to_json(self) -> Dict[str, Any]:
     """The metrics.json dict: sections that do not apply (no roll-out, no static unroll, no
@@ -289,7 +295,7 @@ def summarize(outs: Dict[str, np.ndarray], burn_in: int = 0, rollout_steps: int 
               static_steps: int = 0, **run_fields) -> Results:
   """Results of per-sequence metrics (the outputs of `make_eval_step`, with the static unroll's as
   static_<name>, concatenated over batches on the host); run_fields: step, averaged_steps,
-  workdir, preset, seed, data, dataset_label, num_slots, num_slots_trained,
+  overrides, workdir, preset, seed, data, dataset_label, num_slots, num_slots_trained,
   num_sequences_requested."""
   r = Results(num_frames=int(outs["mse"].shape[1]), num_sequences=int(outs["mse"].shape[0]),
               mse_per_step=mean_per_step(outs["mse"]), **run_fields)

@@ -26,6 +26,9 @@ def get_model_config() -> ml_collections.ConfigDict:
   c.likelihood = "mixture"       # Eq 2 (paper); "blend": N(x; sum_k m_k C_k, sigma_x^2), the
                                  # MSE of Slot Attention / SAVi (a study candidate)
   c.num_refine_steps = 1         # N (paper default 1)
+  c.first_frame_refine_steps = 0  # 0: N at every step (paper); else N_0 >= N refinement steps at
+                                 # t = 0 (the first N_0 - N before the N whose decodes enter
+                                 # the loss; not in the paper: frame 0 starts from the prior)
   c.tbptt = 4                    # stop state gradients every `tbptt` steps; 0 = off
   c.burn_in = 0                  # > 0: refine only the first `burn_in` steps, then predict (4.2)
   # Variants (Table 2, section 5).
@@ -114,6 +117,11 @@ def validate_model_config(c: ml_collections.ConfigDict) -> None:
   check_positive_int("model.num_slots", c.num_slots)
   check_positive_int("model.slot_dim", c.slot_dim)
   check_positive_int("model.num_refine_steps", c.num_refine_steps)
+  n0 = c.get("first_frame_refine_steps", 0)
+  if (not isinstance(n0, int) or isinstance(n0, bool) or n0 < 0
+      or 0 < n0 < c.num_refine_steps):
+    raise ConfigError(f"config.model.first_frame_refine_steps must be 0 (off) or an integer >= "
+                      f"model.num_refine_steps ({c.num_refine_steps}), got {n0!r}")
   if len(tuple(c.image_size)) != 2:
     raise ConfigError(f"config.model.image_size must be (H, W), got {c.image_size!r}")
   for i, s in enumerate(c.image_size):

@@ -204,6 +204,8 @@ def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
       num_frames_without_foreground: number of the B*T frames left out.
       num_sequences: B.
       num_sequences_scored: sequences that count towards `fg_ari` (last frame has foreground).
+      fg_ari_per_sequence: list of B values, each sequence's last-frame FG-ARI (None where that
+        frame has no foreground): what `paired_fg_ari_difference` compares.
   """
   fg_ari = np.asarray(fg_ari, np.float64)
   has_fg = np.asarray(has_fg, bool)
@@ -221,7 +223,34 @@ def summarize_fg_ari(fg_ari, has_fg) -> Dict[str, object]:
       "num_frames_without_foreground": int((~has_fg).sum()),
       "num_sequences": int(fg_ari.shape[0]),
       "num_sequences_scored": int(has_fg[:, -1].sum()) if per_step else 0,
+      "fg_ari_per_sequence": ([float(a) if h else None for a, h in zip(fg_ari[:, -1], has_fg[:, -1])]
+                              if per_step else []),
   }
+
+
+def paired_fg_ari_difference(a, b) -> Dict[str, object]:
+  """FG-ARI of evaluation `a` minus that of `b` on the same sequences, paired per sequence (NumPy).
+
+  Args:
+    a, b: lists of per-sequence last-frame FG-ARI of equal length (metrics.json's
+      "fg_ari_per_sequence", from two evaluations of the same eval sequences); None entries
+      (no foreground) must sit at the same sequences in both.
+
+  Returns:
+    dict with difference (mean over sequences of a - b, i.e. a's fg_ari minus b's), sem (its
+    standard error, sample sd of the per-sequence differences over sqrt(n); None for n < 2) and n.
+    Both read the same sequences, so the spread between sequences cancels: the sem is that of the
+    change alone, usually well below either evaluation's own fg_ari_sem.
+  """
+  if len(a) != len(b):
+    raise ValueError(f"the evaluations scored {len(a)} and {len(b)} sequences: not paired")
+  if any((x is None) != (y is None) for x, y in zip(a, b)):
+    raise ValueError("the evaluations disagree on which sequences have foreground: not the "
+                     "same eval sequences")
+  d = np.array([x - y for x, y in zip(a, b) if x is not None], np.float64)
+  return {"difference": float(d.mean()) if d.size else None,
+          "sem": float(d.std(ddof=1) / np.sqrt(d.size)) if d.size > 1 else None,
+          "n": int(d.size)}
 
 
 def mse(video, recon) -> jnp.ndarray:

@@ -54,6 +54,7 @@ class StepInputs(NamedTuple):
   rng: jax.Array
   observe: jnp.ndarray  # [] bool: refine with x_t (False during roll-out)
   cut: jnp.ndarray      # [] bool: stop gradients through the incoming carry (TBPTT)
+  first: jnp.ndarray    # [] bool: t = 0 (config.first_frame_refine_steps)
 
 
 class PARTS:
@@ -283,9 +284,20 @@ class PARTS:
     lam0, state = self.predict_fn(params, carry.lam, carry.action, carry.state)   # 3.2.1
     prior_lam = lam0 if cfg.predictive_prior else None
     lam, decoded = lam0, []
+    # t = 0 with first_frame_refine_steps = N_0 > N: N_0 - N refinement steps before the N
+    # regular ones, not decoded into the loss; noise keys 0..N_0-1 in order, so frame 0 is
+    # refined exactly as by a model with N = N_0 (whose last decode the loss then takes).
+    extra = max(cfg.get("first_frame_refine_steps", 0) - cfg.num_refine_steps, 0)
+    first = inputs.first & inputs.observe
+    for n in range(extra):
+      lam = jax.lax.cond(first, lambda l, n=n: self._refine_step(
+          params, inputs.x, l, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))[0],
+                         lambda l: l, lam)
+    offset = jnp.where(first, extra, 0) if extra else 0
     for n in range(cfg.num_refine_steps):
       new_lam, fe, means, attn = self._refine_step(
-          params, inputs.x, lam, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))
+          params, inputs.x, lam, prior_lam, carry.action,
+          jax.random.fold_in(inputs.rng, offset + n))
       decoded.append((fe, means))
       lam = jnp.where(inputs.observe, new_lam, lam)        # no refinement during roll-out
     if cfg.predictive_prior or cfg.decode_refined:          # decode the refined lambda_t^N
@@ -334,7 +346,7 @@ class PARTS:
     steps = jnp.arange(t)
     cut = (steps % tbptt == 0) & (steps > 0) if tbptt else jnp.zeros((t,), bool)
     xs = StepInputs(x=jnp.swapaxes(video, 0, 1), action=jnp.swapaxes(actions, 0, 1),
-                    rng=jax.random.split(rng, t), observe=observe, cut=cut)
+                    rng=jax.random.split(rng, t), observe=observe, cut=cut, first=steps == 0)
     return self.initial_carry(b, actions.shape[-1]), xs
 
 

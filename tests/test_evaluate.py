@@ -63,8 +63,10 @@ def _run(tmp_path_factory):
   config = tiny_config(str(root / "data"))
   workdir = str(root / "wd")
   params = make_workdir(workdir, config)
-  result = evaluate.evaluate(setup_lib.config_for_workdir(
-      workdir, overrides={"eval.burn_in": 2, "eval.rollout_steps": 3}), workdir)
+  overrides = {"eval.burn_in": 2, "eval.rollout_steps": 3}
+  result = evaluate.evaluate(setup_lib.config_for_workdir(workdir, overrides=overrides), workdir,
+                             overrides=overrides)
+  assert result["overrides"] == overrides    # metrics.json says what the evaluation changed
   return dict(config=config, workdir=workdir, params=params, result=result)
 
 
@@ -136,6 +138,7 @@ def test_metrics_match_sklearn_recomputation(run, reference):
   assert has_fg.all()
   np.testing.assert_allclose(result["fg_ari"], fg[:, -1].mean(), atol=1e-5)
   np.testing.assert_allclose(result["fg_ari_per_step"], fg.mean(0), atol=1e-5)
+  np.testing.assert_allclose(result["fg_ari_per_sequence"], fg[:, -1], atol=1e-5)
   np.testing.assert_allclose(result["fg_ari_sem"],
                              np.std(fg[:, -1], ddof=1) / np.sqrt(len(fg)), atol=1e-5)
   np.testing.assert_allclose(result["ari"], ari[:, -1].mean(), atol=1e-5)
@@ -176,6 +179,7 @@ def test_num_slots_override_without_segmentations(run, monkeypatch, tmp_path):
   assert "no ground-truth segmentations" in result["fg_ari_note"]
   assert len(result["mse_per_step"]) == T and np.all(np.isfinite(result["mse_per_step"]))
   assert "rollout_mse_per_step" not in result
+  assert "overrides" not in result         # none recorded when none are given
   with open(output) as f:
     assert json.load(f)["num_slots"] == 5
 
@@ -200,11 +204,11 @@ def test_step_evaluates_a_kept_checkpoint(run, tmp_path):
   workdir = str(tmp_path / "two_steps")
   shutil.copytree(run["workdir"], workdir, ignore=shutil.ignore_patterns("eval"))
   make_workdir(workdir, run["config"], seed=7, step=STEP + 5)
-  config = setup_lib.config_for_workdir(workdir, overrides={
-      "eval.burn_in": 2, "eval.rollout_steps": 3})
-  latest = evaluate.evaluate(config, workdir, verbose=False)
+  overrides = {"eval.burn_in": 2, "eval.rollout_steps": 3}
+  config = setup_lib.config_for_workdir(workdir, overrides=overrides)
+  latest = evaluate.evaluate(config, workdir, verbose=False, overrides=overrides)
   assert latest["step"] == STEP + 5 and latest["mse"] != run["result"]["mse"]
-  earlier = evaluate.evaluate(config, workdir, verbose=False, step=STEP)
+  earlier = evaluate.evaluate(config, workdir, verbose=False, step=STEP, overrides=overrides)
   assert earlier == dict(run["result"], workdir=os.path.abspath(workdir))
   with open(os.path.join(workdir, "eval", f"metrics_step_{STEP}.json")) as f:
     assert json.load(f) == earlier

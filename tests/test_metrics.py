@@ -146,11 +146,29 @@ def test_summarize_fg_ari():
   assert summary["num_frames_without_foreground"] == 4
   assert summary["num_sequences"] == 3
   assert summary["num_sequences_scored"] == 2
+  assert summary["fg_ari_per_sequence"] == [0.6, None, 0.9]
   one = metrics.summarize_fg_ari(fg_ari[:2], has_fg[:2])   # One scored sequence: no spread.
   assert one["fg_ari"] == pytest.approx(0.6) and one["fg_ari_sem"] is None
   empty = metrics.summarize_fg_ari(np.zeros((3, 0)), np.zeros((3, 0), bool))   # T = 0
   assert empty["fg_ari"] is None and empty["fg_ari_sem"] is None
   assert empty["fg_ari_per_step"] == [] and empty["num_sequences_scored"] == 0
+
+
+def test_paired_fg_ari_difference_by_hand():
+  a, b = [0.9, None, 0.5, 0.7], [0.6, None, 0.6, 0.4]
+  got = metrics.paired_fg_ari_difference(a, b)
+  # Per-sequence differences 0.3, -0.1, 0.3 (the second sequence has no foreground).
+  d = np.array([0.3, -0.1, 0.3])
+  assert got["n"] == 3
+  assert got["difference"] == pytest.approx(d.mean())
+  assert got["difference"] == pytest.approx(np.mean([0.9, 0.5, 0.7]) - np.mean([0.6, 0.6, 0.4]))
+  assert got["sem"] == pytest.approx(np.sqrt(((d - d.mean())**2).sum() / 2) / np.sqrt(3))
+  # A constant shift of every sequence has no spread at all.
+  assert metrics.paired_fg_ari_difference([0.5, 0.7], [0.4, 0.6])["sem"] == pytest.approx(0)
+  with pytest.raises(ValueError, match="not paired"):
+    metrics.paired_fg_ari_difference([0.5], [0.5, 0.6])
+  with pytest.raises(ValueError, match="same eval sequences"):
+    metrics.paired_fg_ari_difference([0.5, None], [0.5, 0.6])
 
 
 def test_mse_per_frame():

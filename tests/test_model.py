@@ -225,8 +225,37 @@ def test_refine_all_ignores_burn_in():
   assert not np.allclose(predicted["posterior"][:, 2:], reference["posterior"][:, 2:])
 
 
+def test_first_frame_refine_steps_refines_frame_0_as_a_model_with_n0_steps():
+  """first_frame_refine_steps = N_0 refines frame 0 exactly as a model built with N = N_0 (its
+  posterior and the masks of its last step's input; the loss averages only the last N decodes)
+  and every later frame with the N steps of the model, from the carry
+  that frame 0 left; N_0 = N is the default model."""
+  model, params, batch = _setup(steps=3, num_refine_steps=1, first_frame_refine_steps=3)
+  params = _perturbed(params)      # (Zero-initialised update heads would refine by nothing.)
+  rng = jax.random.PRNGKey(4)
+  out = model.apply(params, rng, batch)
+  n0 = build_model(tiny_model_config(num_refine_steps=3))
+  ref0 = n0.apply(params, rng, dict(batch, video=batch["video"][:, :1],
+                                    actions=batch["actions"][:, :1]))
+  for key in ("posterior", "masks", "recon"):
+    np.testing.assert_allclose(out[key][:, :1], ref0[key], rtol=1e-5, atol=1e-5, err_msg=key)
+  plain = build_model(tiny_model_config(num_refine_steps=1))
+  carry, xs = plain.step_inputs(rng, batch)
+  carry = carry._replace(lam=out["posterior"][:, 0])
+  step0 = plain.step(params, plain.initial_carry(B, batch["actions"].shape[-1]),
+                     jax.tree.map(lambda a: a[0], xs))[0]
+  carry = carry._replace(state=step0.state, action=step0.action)   # frame 0's LSTM state, a_0
+  _, ref1 = plain.step(params, carry, jax.tree.map(lambda a: a[1], xs))
+  np.testing.assert_allclose(out["posterior"][:, 1], ref1["posterior"], rtol=1e-5, atol=1e-5)
+  default = plain.apply(params, rng, batch)
+  same = build_model(tiny_model_config(num_refine_steps=1, first_frame_refine_steps=1))
+  np.testing.assert_array_equal(same.apply(params, rng, batch)["posterior"],
+                                default["posterior"])
+  assert np.abs(np.asarray(out["posterior"][:, 0] - default["posterior"][:, 0])).max() > 1e-3
+
+
 @pytest.mark.parametrize("field,value", [
-    ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
+    ("first_frame_refine_steps", -1), ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
     ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0),
     ("attention.logit_bias", "masks"), ("likelihood", "mse"), ("semi_amortized.steps", -1),

@@ -53,9 +53,10 @@ FLAGS = flags.FLAGS
 REPAIRS = ("missed", "to_bg", "to_other", "stray")
 
 
-def last_frames(workdir: str):
+def last_frames(workdir: str, every_frame: bool = False):
   """(frames [N, H, W, 3], segs [N, H, W], masks [N, K, H, W], components [N, K, H, W, 3],
-  headline fg_ari [N], has_fg [N], step, averaged, sigma_x)."""
+  headline fg_ari [N], has_fg [N], step, averaged, sigma_x); with every_frame, every frame of
+  the sequences instead of the last ([N, T, ...]: run 28's tracking.py)."""
   config = setup_lib.config_for_workdir(workdir, sprites.get_config(), {})
   ec = config.eval
   _, replicated, data_sharding = setup_lib.mesh_shardings()
@@ -68,6 +69,7 @@ def last_frames(workdir: str):
     eval_step = evaluator.make_eval_step(model, ec.max_ids, keep_outputs=True,
                                          in_shardings=(replicated, replicated, data_sharding))
     key = jax.random.PRNGKey(ec.seed)
+    t = slice(None) if every_frame else -1
     frames, segs, masks, comps, fg_ari, has_fg = [], [], [], [], [], []
     for i in range(math.ceil(num / ec.batch_size)):
       if i:
@@ -75,12 +77,12 @@ def last_frames(workdir: str):
       out = setup_lib.host(eval_step(params, jax.random.fold_in(key, i),
                                      setup_lib.global_batch(batch, data_sharding)))
       keep = min(ec.batch_size, num - i * ec.batch_size)
-      frames.append(np.asarray(batch["video"])[:keep, -1])
-      segs.append(np.asarray(batch["segmentations"])[:keep, -1])
-      masks.append(out["masks"][:keep, -1])
-      comps.append(out["components"][:keep, -1])
-      fg_ari.append(out["fg_ari"][:keep, -1])
-      has_fg.append(out["has_fg"][:keep, -1])
+      frames.append(np.asarray(batch["video"])[:keep, t])
+      segs.append(np.asarray(batch["segmentations"])[:keep, t])
+      masks.append(out["masks"][:keep, t])
+      comps.append(out["components"][:keep, t])
+      fg_ari.append(out["fg_ari"][:keep, t])
+      has_fg.append(out["has_fg"][:keep, t])
       print(f"batch {i + 1}: {keep} sequences", flush=True)
   finally:
     it.close()

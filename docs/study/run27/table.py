@@ -27,23 +27,28 @@ def load(prefix, seed, reading):
     return json.load(f)
 
 
-def main():
+def print_tables(arms=ARMS, readings=READINGS):
+  """The two tables of the module docstring for `arms` (the control first; run 28 reuses it)."""
   print("| trained | reading | " + " | ".join(c for c, _ in COLUMNS) + " |")
   print("|---" * (len(COLUMNS) + 2) + "|")
-  for label, prefix in ARMS:
-    for reading, r in READINGS:
+  for label, prefix in arms:
+    for reading, r in readings:
       runs = [load(prefix, s, r) for s in SEEDS]
       cells = [" / ".join(fmt(m) for m in runs) for _, fmt in COLUMNS]
       print(f"| {label} | {reading} | " + " | ".join(cells) + " |")
   print()
   print("| arm | reading | FG-ARI - control (seed 2 / seed 3; mean +- half the difference) |")
   print("|---|---|---|")
-  control = ARMS[0][1]
-  for label, prefix in ARMS[1:]:
-    for reading, r in READINGS:
+  control = arms[0][1]
+  for label, prefix in arms[1:]:
+    for reading, r in readings:
       d = [load(prefix, s, r)["fg_ari"] - load(control, s, r)["fg_ari"] for s in SEEDS]
       print(f"| {label} | {reading} | {d[0]:+.3f} / {d[1]:+.3f} "
             f"({(d[0] + d[1]) / 2:+.3f} +- {abs(d[0] - d[1]) / 2:.3f}) |")
+
+
+def main():
+  print_tables()
 
 
 if __name__ == "__main__":
