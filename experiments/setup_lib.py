@@ -178,6 +178,21 @@ def save_config(config: ml_collections.ConfigDict, workdir: str,
   return changed
 
 
+def describe_changes(changed: Dict[str, Tuple[Any, Any]]) -> str:
+  """`save_config`'s {field: (saved, new)} as one line: "a.b 1 -> 2; ..." for changed values, then
+  the fields the saved config lacks (added to the code after it was written: their defaults
+  are the values those runs had) and those it has that the config no longer does."""
+  parts = [f"{k} {old} -> {new}" for k, (old, new) in changed.items()
+           if old is not None and new is not None]
+  added = [f"{k}={new}" for k, (old, new) in changed.items() if old is None]
+  removed = [k for k, (old, new) in changed.items() if new is None]
+  if added:
+    parts.append("fields new since it was saved, at their defaults: " + ", ".join(added))
+  if removed:
+    parts.append("fields no longer in the config: " + ", ".join(removed))
+  return "; ".join(parts)
+
+
 def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
   """{"a": {"b": 1}} -> {"a.b": 1}."""
   out = {}

@@ -386,6 +386,12 @@ def test_save_config_records_changes_on_resume(tmp_path):
     assert [json.loads(l) for l in f] == [
         {"step": 10, "changed": {k: list(v) for k, v in want.items()}}]
   assert setup_lib.load_config(workdir).to_dict() == new.to_dict()
+  # The console line: changed values, then fields the saved config lacked (added to the code
+  # since: not a change of recipe) and fields dropped, each said as such.
+  assert setup_lib.describe_changes(changed) == (
+      "model.num_refine_steps 1 -> 2; train.num_steps 10 -> 20; "
+      "fields new since it was saved, at their defaults: train.added=x; "
+      "fields no longer in the config: train.gone")
 
 
 def test_progress_line_shows_the_elbo_and_the_fitted_elbo_when_trained_on(tmp_path, capsys):
