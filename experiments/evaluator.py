@@ -163,7 +163,8 @@ def mean_per_step(values) -> List[float]:
 
 def segmentation_summary(outs: Dict[str, np.ndarray]) -> Dict[str, Any]:
   """fg_ari, fg_ari_sem, fg_ari_per_sequence, fg_ari_per_step, num_frames_without_foreground,
-  num_sequences_scored, ari_per_step, ari and diagnostics of per-sequence metrics with segmentations (see `Results`)."""
+  num_sequences_scored, ari_per_step, ari and diagnostics of per-sequence metrics with
+  segmentations (see `Results`)."""
   result = metrics.summarize_fg_ari(outs["fg_ari"], outs["has_fg"])
   del result["num_sequences"]
   result["ari_per_step"] = mean_per_step(outs["ari"])
@@ -184,7 +185,8 @@ class Results:
   fg_ari: mean over sequences of the last frame's FG-ARI (the paper's ARI-F); frames without
   foreground pixels are left out. fg_ari_sem: its standard error over those sequences
   (`metrics.summarize_fg_ari`); fg_ari_per_sequence: each sequence's (None: no foreground), for
-  paired comparisons of two evaluations (`metrics.paired_fg_ari_difference`). ari: ARI of all pixels (background included), last frame.
+  paired comparisons of two evaluations (`metrics.paired_fg_ari_difference`). ari: ARI of all
+  pixels (background included), last frame.
   mse: reconstruction MSE, last frame. <x>_per_step: the same for every step t = 0..T-1.
   averaged_steps (only with eval.average_checkpoints > 1): the checkpoints whose parameters were
   averaged into the evaluated model (`checkpointing.averaged_steps`); step is the last of them.

@@ -228,8 +228,8 @@ def test_refine_all_ignores_burn_in():
 def test_first_frame_refine_steps_refines_frame_0_as_a_model_with_n0_steps():
   """first_frame_refine_steps = N_0 refines frame 0 exactly as a model built with N = N_0 (its
   posterior and the masks of its last step's input; the loss averages only the last N decodes)
-  and every later frame with the N steps of the model, from the carry
-  that frame 0 left; N_0 = N is the default model."""
+  and every later frame with the N steps of the model, from the carry that frame 0 left;
+  N_0 = N is the default model."""
   model, params, batch = _setup(steps=3, num_refine_steps=1, first_frame_refine_steps=3)
   params = _perturbed(params)      # (Zero-initialised update heads would refine by nothing.)
   rng = jax.random.PRNGKey(4)
@@ -255,7 +255,8 @@ def test_first_frame_refine_steps_refines_frame_0_as_a_model_with_n0_steps():
 
 
 @pytest.mark.parametrize("field,value", [
-    ("first_frame_refine_steps", -1), ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1), ("sigma_x", 0.0), ("tbptt", -1),
+    ("first_frame_refine_steps", -1), ("num_slots", 0), ("slot_dim", -1), ("beta", -0.1),
+    ("sigma_x", 0.0), ("tbptt", -1),
     ("predictor.kind", "gru"), ("time_loop", "while"), ("num_refine_steps", 0),
     ("decoder.basis", "fourier"), ("decoder.basis_hidden", 0),
     ("attention.logit_bias", "masks"), ("likelihood", "mse"), ("semi_amortized.steps", -1),

@@ -189,19 +189,6 @@ def main(argv):
                                                            for f in sel])))
   objs = [o for f in frames for o in f["per_object"]]
   smallest = np.quantile([o["area"] for o in objs], 0.25)
-
-  def by_quartile(key):
-    """Missed and merged fractions of the objects in each quartile of `key`."""
-    values = np.array([o[key] for o in objs])
-    edges = np.quantile(values, [0, 0.25, 0.5, 0.75, 1])
-    rows = []
-    for q in range(4):
-      sel = [o for o in objs if edges[q] <= o[key] <= edges[q + 1]] if q == 0 else [
-          o for o in objs if edges[q] < o[key] <= edges[q + 1]]
-      rows.append(dict(range=[float(edges[q]), float(edges[q + 1])], objects=len(sel),
-                       missed=float(np.mean([o["missed"] for o in sel])),
-                       merged=float(np.mean([o["merged"] for o in sel]))))
-    return rows
   summary = dict(
       workdir=os.path.abspath(FLAGS.workdir), step=int(step), average_checkpoints=int(averaged),
       num_slots=int(k), frames_scored=len(frames),
@@ -218,16 +205,36 @@ def main(argv):
       by_num_objects=by_n,
       responsibilities_at_sigma_x=responsibilities_by_sigma(video, segs, masks, comps, has_fg,
                                                             sigma_x),
-      by_area_quartile=by_quartile("area"),
-      by_colour_distance_quartile=by_quartile("colour_distance"),
+      by_area_quartile=by_quartile(objs, "area"),
+      by_colour_distance_quartile=by_quartile(objs, "colour_distance"),
       small_objects_at_border={  # the smallest quartile: clipped by the frame's edge or not
           str(edge): dict(objects=len(sel), missed=float(np.mean([o["missed"] for o in sel])))
           for edge in (True, False)
           for sel in [[o for o in objs if o["at_border"] == edge and o["area"] <= smallest]]},
       processor=common.processor_name())
-  print(json.dumps(summary, indent=1))
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
+  report(summary, FLAGS.output)
+
+
+def by_quartile(objs, key):
+  """Missed and merged fractions of the objects (dicts with `key`, "missed", "merged") in each
+  quartile of `key` (the first quartile closed below)."""
+  edges = np.quantile(np.array([o[key] for o in objs]), [0, 0.25, 0.5, 0.75, 1])
+  rows = []
+  for q in range(4):
+    sel = [o for o in objs if edges[q] <= o[key] <= edges[q + 1]] if q == 0 else [
+        o for o in objs if edges[q] < o[key] <= edges[q + 1]]
+    rows.append(dict(range=[float(edges[q]), float(edges[q + 1])], objects=len(sel),
+                     missed=float(np.mean([o["missed"] for o in sel])),
+                     merged=float(np.mean([o["merged"] for o in sel]))))
+  return rows
+
+
+def report(summary, output, leave_out=()):
+  """Prints `summary` as JSON (without the keys in `leave_out`) and writes all of it to `output`
+  (when given)."""
+  print(json.dumps({k: v for k, v in summary.items() if k not in leave_out}, indent=1))
+  if output:
+    with open(output, "w") as f:
       json.dump(summary, f, indent=1)
 
 

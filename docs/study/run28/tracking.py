@@ -26,7 +26,6 @@ time:
     and the missed fraction per sprite shape and whole-sprite (stamp) area.
 """
 import importlib.util
-import json
 import os
 
 from absl import app, flags
@@ -172,29 +171,24 @@ def background_component_colour(video, segs, preds, comps, k):
   return {name: float(np.mean(np.concatenate(v))) for name, v in sums.items()}
 
 
-def missed_by_shape(segs, preds, k, workdir):
+def missed_by_shape(video, segs, preds, k, workdir):
   """Last frame: the missed fraction of the sprites per shape (`datasets.sprites.SHAPES`, from
-  the regenerated eval scenes) and per whole-sprite area (its stamp, visible or not)."""
+  the regenerated eval scenes) and per quartile of the whole-sprite area (its stamp, visible or
+  not; run 26's `by_quartile`, which also gives the merged fraction)."""
   data_config = setup_lib.config_for_workdir(workdir, sprites.get_config(), {}).data
   rows = []
-  for b, (s, p) in enumerate(zip(segs[:, -1], preds[:, -1])):
+  for b, (v, s, p) in enumerate(zip(video[:, -1], segs[:, -1], preds[:, -1])):
     episode, info = sprite_data.scene_info(data_config, "eval", b)
     if not np.array_equal(episode["segmentations"][segs.shape[1] - 1], s):
       raise ValueError(f"eval episode {b} regenerated differs from the evaluated one")
-    _, objects, _, _, per_object = error_budget.classify(np.zeros(s.shape + (3,)), s, p, k)
-    rows += [(info["shapes"][o - 1], int(info["stamps"][o - 1].sum()), obj["missed"])
+    _, objects, _, _, per_object = error_budget.classify(v, s, p, k)
+    rows += [dict(obj, shape=info["shapes"][o - 1], stamp_area=int(info["stamps"][o - 1].sum()))
              for o, obj in zip(objects, per_object)]
-  shapes = {name: dict(objects=sum(r[0] == name for r in rows),
-                       missed=float(np.mean([r[2] for r in rows if r[0] == name])),
-                       median_stamp_area=float(np.median([r[1] for r in rows if r[0] == name])))
-            for name in sprite_data.SHAPES if any(r[0] == name for r in rows)}
-  edges = np.quantile([r[1] for r in rows], [0, 0.25, 0.5, 0.75, 1])
-  by_stamp = [dict(range=[float(edges[q]), float(edges[q + 1])],
-                   missed=float(np.mean([r[2] for r in rows
-                                         if (edges[q] <= r[1] if q == 0 else edges[q] < r[1])
-                                         and r[1] <= edges[q + 1]])))
-              for q in range(4)]
-  return dict(by_shape=shapes, by_stamp_area_quartile=by_stamp)
+  shapes = {name: dict(objects=len(sel), missed=float(np.mean([r["missed"] for r in sel])),
+                       median_stamp_area=float(np.median([r["stamp_area"] for r in sel])))
+            for name in sprite_data.SHAPES
+            for sel in [[r for r in rows if r["shape"] == name]] if sel}
+  return dict(by_shape=shapes, by_stamp_area_quartile=error_budget.by_quartile(rows, "stamp_area"))
 
 
 def main(argv):
@@ -213,13 +207,9 @@ def main(argv):
                  **summarise(hists, bg_slots, segs, preds, num_frames, k),
                  last_frame_colour_error=background_component_colour(video, segs, preds,
                                                                      comps, k),
-                 last_frame_missed=missed_by_shape(segs, preds, k, FLAGS.workdir),
+                 last_frame_missed=missed_by_shape(video, segs, preds, k, FLAGS.workdir),
                  processor=common.processor_name())
-  brief = {key: v for key, v in summary.items() if key != "fates"}
-  print(json.dumps(brief, indent=1))
-  if FLAGS.output:
-    with open(FLAGS.output, "w") as f:
-      json.dump(summary, f, indent=1)
+  error_budget.report(summary, FLAGS.output, leave_out=("fates",))
 
 
 if __name__ == "__main__":
