@@ -16,21 +16,22 @@ import numpy as np
 
 from parts_jax import lowering, metrics
 
-DIAGNOSTICS = ("masks_refined", "responsibilities", "attention")
+DIAGNOSTICS = ("masks_mean", "masks_refined", "responsibilities", "attention")
 HEADLINE = ("fg_ari", "ari", "mse")
 BACKGROUND_SLOT = "fg_in_background_slot"   # metrics.foreground_in_background_slot, headline masks
 OBJECT_MASK_CONTRAST = "object_mask_contrast"   # metrics.object_mask_contrast, headline masks
 BACKGROUND_SPILL = "bg_in_object_slots"   # metrics.background_in_object_slots, headline masks
 DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (
     BACKGROUND_SLOT, OBJECT_MASK_CONTRAST, BACKGROUND_SPILL)
-DIAGNOSTIC_HEADERS = ("FG-ARI refined masks (diag.)", "FG-ARI responsibilities (diag.)",
-                      "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)",
+DIAGNOSTIC_HEADERS = ("FG-ARI masks at the mean (diag.)", "FG-ARI refined masks (diag.)",
+                      "FG-ARI responsibilities (diag.)", "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)",
                       "object mask contrast (diag.)", "BG pixels in object slots (diag.)")
 STATIC_COLUMNS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "
-                    "(masks_refined: decoder masks of the refined posterior lambda_t^N at its "
-                    "mean; responsibilities: p(k | x_i); attention: slot-attention weights); "
+                    "(masks_mean: the headline's posterior decoded at its mean instead of a "
+                    "sample; masks_refined: decoder masks of the refined posterior lambda_t^N at "
+                    "its mean; responsibilities: p(k | x_i); attention: slot-attention weights); "
                     "fg_in_background_slot: the fraction of foreground pixels whose headline "
                     "mask argmax is the background slot (the slot winning most background "
                     "pixels): 0 = objects apart from the background, 1 = all swallowed; "
@@ -193,7 +194,8 @@ class Results:
   overrides (only when given): the --config.x=y values the evaluation ran with on top of the
   run's config.json (e.g. a test-time model.num_refine_steps), so that a number says what made it.
   diagnostics: FG-ARI (last frame, and per step) of other per-pixel argmaxes, to tell where a
-  segmentation is lost (not the paper's number): masks_refined (decoder masks of the refined
+  segmentation is lost (not the paper's number): masks_mean (the headline's posterior decoded at
+  its mean, not at the loss's sample), masks_refined (decoder masks of the refined
   posterior lambda_t^N), responsibilities (p(k | x_i)), attention (slot attention); and
   fg_in_background_slot (last frame, per step): the fraction of foreground pixels the headline
   masks give to the background slot (`metrics.foreground_in_background_slot`),

@@ -178,19 +178,38 @@ def save_config(config: ml_collections.ConfigDict, workdir: str,
   return changed
 
 
-def describe_changes(changed: Dict[str, Tuple[Any, Any]]) -> str:
+def describe_changes(changed: Dict[str, Tuple[Any, Any]],
+                     defaults: Optional[Dict[str, Any]] = None) -> str:
   """`save_config`'s {field: (saved, new)} as one line: "a.b 1 -> 2; ..." for changed values, then
-  the fields the saved config lacks (added to the code after it was written: their defaults
-  are the values those runs had) and those it has that the config no longer does."""
+  the fields the saved config lacks (added to the code after it was written, so the earlier steps
+  ran at the code's default) and those it has that the config no longer does. `defaults`
+  ({dotted field: default}, e.g. `model_defaults()`) tells the new fields this run leaves at their
+  default (no change of recipe) from those it sets otherwise (a change, said with the default)."""
+  defaults = defaults or {}
   parts = [f"{k} {old} -> {new}" for k, (old, new) in changed.items()
            if old is not None and new is not None]
-  added = [f"{k}={new}" for k, (old, new) in changed.items() if old is None]
+  added = {k: new for k, (old, new) in changed.items() if old is None}
+  at_default = [f"{k}={v}" for k, v in added.items() if k in defaults and defaults[k] == v]
+  set_away = [f"{k}={v} (default {defaults[k]})" for k, v in added.items()
+              if k in defaults and defaults[k] != v]
+  unknown = [f"{k}={v}" for k, v in added.items() if k not in defaults]
   removed = [k for k, (old, new) in changed.items() if new is None]
-  if added:
-    parts.append("fields new since it was saved, at their defaults: " + ", ".join(added))
+  if set_away:
+    parts.append("fields new since it was saved, set away from their defaults (the earlier steps "
+                 "ran at the default): " + ", ".join(set_away))
+  if at_default:
+    parts.append("fields new since it was saved, at their defaults: " + ", ".join(at_default))
+  if unknown:
+    parts.append("fields new since it was saved: " + ", ".join(unknown))
   if removed:
     parts.append("fields no longer in the config: " + ", ".join(removed))
   return "; ".join(parts)
+
+
+def model_defaults() -> Dict[str, Any]:
+  """The model config's defaults (parts_jax.config) as {"model.x": value}, JSON-typed as
+  `save_config` compares them."""
+  return _flat({"model": json.loads(get_model_config().to_json())})
 
 
 def _flat(tree: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:

@@ -109,7 +109,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> Dict[
   changed = setup_lib.save_config(config, workdir, start_step)
   if changed and pidx == 0:
     print(f"Config changed since the checkpoint at step {start_step} (recorded in "
-          f"{setup_lib.CONFIG_HISTORY}): " + setup_lib.describe_changes(changed), flush=True)
+          f"{setup_lib.CONFIG_HISTORY}): " + setup_lib.describe_changes(
+              changed, setup_lib.model_defaults()), flush=True)
 
   train_iter = registry.get_iterator(config.data, "train", tc.batch_size, seed=config.seed,
                                      start_step=start_step, process_index=pidx,

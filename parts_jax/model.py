@@ -121,7 +121,9 @@ class PARTS:
 
     Returns "loss" (scalar, mean over B and T of -ELBO per frame), and per step ([B, T, ...]):
     "elbo", "kl", "nll", "mse", "recon" [H,W,3], "masks" [K,H,W], "components" [K,H,W,3]
-    (per-slot means), "posterior" [K,2D] (refined lambda_t^N), "prior" [K,2D],
+    (per-slot means), "posterior" [K,2D] (refined lambda_t^N), "decoded_posterior" [K,2D] (the
+    lambda whose sample "masks" decode: lambda_t^{N-1}; lambda_t^N under decode_refined or
+    predictive_prior), "prior" [K,2D],
     "attention" [K,H,W] (slot attention of the last refinement step; for the IODINE-style
     refiner, the per-pixel responsibilities it was given), and with semi_amortized.steps > 0
     "fitted_elbo" (the ELBO at the fitted lambda_t^N) and/or "distill" (the distillation
@@ -163,6 +165,8 @@ class PARTS:
     "masks" (the headline, the paper's number): the decoder masks m_k of the last posterior the
     loss is taken on (lambda_t^0 with N = 1; lambda_t^{N-1} with N > 1; lambda_t^N with
     decode_refined or predictive_prior), as `apply` returns them. Diagnostics:
+    "masks_mean": the headline's posterior ("decoded_posterior") decoded at its mean instead of
+    at the sample the loss drew (the headline without the decode's noise);
     "masks_refined": the masks of the refined posterior lambda_t^N decoded at its mean;
     "responsibilities": p(k | x_i) proportional to m_k N(x_i; C_k, sigma_x^2) (Eq 2's mixture);
     "attention": the slot-attention weights of the last refinement step (Eqs 4-6).
@@ -171,12 +175,13 @@ class PARTS:
     video = jnp.asarray(video)
     b, t = video.shape[:2]
     chex.assert_rank(out["masks"], 5)
-    mu = distributions.split_lambda(out["posterior"])[0]                  # [B, T, K, D]
-    refined = self.decode(params, mu.reshape((b * t,) + mu.shape[2:]))["masks"]
     flat = lambda a: a.reshape((b * t,) + a.shape[2:])
+    mean_masks = lambda lam: self.decode(params, flat(distributions.split_lambda(lam)[0]))[
+        "masks"].reshape(out["masks"].shape)                               # [B, T, K, H, W]
     resp = likelihood.responsibilities(flat(video), flat(out["components"]),
                                        jnp.log(flat(out["masks"])), self.config.sigma_x)
-    return dict(masks=out["masks"], masks_refined=refined.reshape(out["masks"].shape),
+    return dict(masks=out["masks"], masks_mean=mean_masks(out["decoded_posterior"]),
+                masks_refined=mean_masks(out["posterior"]),
                 responsibilities=resp.reshape(out["masks"].shape), attention=out["attention"])
 
   def negative_elbo(self, params: Params, x: jnp.ndarray, lam: jnp.ndarray, eps: jnp.ndarray,
@@ -295,6 +300,7 @@ class PARTS:
                          lambda l: l, lam)
     offset = jnp.where(first, extra, 0) if extra else 0
     for n in range(cfg.num_refine_steps):
+      decoded_lam = lam                                     # lambda_t^n, decoded below
       new_lam, fe, means, attn = self._refine_step(
           params, inputs.x, lam, prior_lam, carry.action,
           jax.random.fold_in(inputs.rng, offset + n))
@@ -303,6 +309,7 @@ class PARTS:
     if cfg.predictive_prior or cfg.decode_refined:          # decode the refined lambda_t^N
       eps = distributions.standard_normal(jax.random.fold_in(inputs.rng, cfg.num_refine_steps), lam)
       refined = self.negative_elbo(params, inputs.x, lam, eps, prior_lam)[1]
+      decoded_lam = lam
       decoded = [refined] if cfg.predictive_prior else decoded + [refined]   # OP3: it alone
     fe, means = decoded[-1]
     masks = jnp.exp(fe.log_masks)
@@ -313,6 +320,7 @@ class PARTS:
         nll=jnp.mean(jnp.stack([d[0].nll for d in decoded]), axis=0),
         mse=jnp.mean(jnp.square(recon - inputs.x), axis=(1, 2, 3)),
         recon=recon, masks=masks, components=means, posterior=lam,
+        decoded_posterior=decoded_lam,
         prior=lam0 if cfg.predictive_prior else distributions.fixed_prior(lam),
         attention=attn)
     if cfg.semi_amortized.steps:

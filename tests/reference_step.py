@@ -291,8 +291,11 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
       delta, attn = refine_iodine(params, cfg, lam, x, carry.action, grad, fe.loglik_image,
                                   fe.log_masks, fe.means)
     decoded.append(fe)
+    decoded_lam = lam                          # the lambda whose sample the masks decode
     if observe:
       lam = lam + delta
+  if cfg.predictive_prior or cfg.decode_refined:
+    decoded_lam = lam
   if cfg.predictive_prior:
     decoded = [frame_elbo(params, x, lam, eps[cfg.num_refine_steps], cfg, prior)]
   elif cfg.decode_refined:
@@ -301,7 +304,7 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
   outputs = dict(elbo=np.mean([d.elbo for d in decoded], 0), kl=np.mean([d.kl for d in decoded], 0),
                  nll=np.mean([d.nll for d in decoded], 0), masks=masks,
                  recon=np.sum(masks[..., None] * decoded[-1].means, axis=1), posterior=lam,
-                 attention=attn, prior=lam0 if cfg.predictive_prior else np.zeros_like(lam))
+                 decoded_posterior=decoded_lam, attention=attn, prior=lam0 if cfg.predictive_prior else np.zeros_like(lam))
   return Carry(lam, state, action), outputs
 
 

@@ -316,9 +316,9 @@ def test_config_for_workdir_fills_new_model_fields_without_a_config(tmp_path, ru
 
 
 def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
-  """The three diagnostic FG-ARIs against an independent computation: responsibilities by hand
-  in float64 NumPy (m_k N(x; C_k, sigma_x^2), normalised over k), the refined masks decoded from
-  the posterior means, the attention as returned; argmax per pixel; scikit-learn's ARI on the
+  """The four diagnostic FG-ARIs against an independent computation: responsibilities by hand
+  in float64 NumPy (m_k N(x; C_k, sigma_x^2), normalised over k), the masks of the headline's and
+  of the refined posterior decoded from their means, the attention as returned; argmax per pixel; scikit-learn's ARI on the
   foreground pixels of every frame."""
   config = tiny_config(str(tmp_path / "data"))
   model = setup_lib.make_model(config)
@@ -341,10 +341,10 @@ def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
   resp = np.exp(log_p - log_p.max(axis=2, keepdims=True))
   resp /= resp.sum(axis=2, keepdims=True)
   b, t = video.shape[:2]
-  mu = np.asarray(out["posterior"])[..., :config.model.slot_dim]
-  refined = np.asarray(model.decode(params, mu.reshape(b * t, K, -1))["masks"]).reshape(
-      masks.shape)
-  expected_maps = dict(responsibilities=resp, masks_refined=refined,
+  at_mean = lambda lam: np.asarray(model.decode(params, np.asarray(lam)[
+      ..., :config.model.slot_dim].reshape(b * t, K, -1))["masks"]).reshape(masks.shape)
+  expected_maps = dict(responsibilities=resp, masks_refined=at_mean(out["posterior"]),
+                       masks_mean=at_mean(out["decoded_posterior"]),
                        attention=np.asarray(out["attention"]))
   segs = np.asarray(batch["segmentations"])
   for name, maps in expected_maps.items():

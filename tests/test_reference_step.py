@@ -1,8 +1,8 @@
 """The model against an independent float64 NumPy reference of the PARTS time step
 (tests/reference_step.py): with perturbed (non-zero) parameters, several steps of
-`PARTS.apply` give the reference's ELBO, KL, NLL, masks, reconstruction, attention and posterior
-at every step, for N = 1 and 2, the fixed and the predictive prior, with lambda_t^N decoded
-into the loss (decode_refined), with and without actions,
+`PARTS.apply` give the reference's ELBO, KL, NLL, masks, reconstruction, attention, posterior
+and the posterior the masks decode at every step, for N = 1 and 2, the fixed and the predictive
+prior, with lambda_t^N decoded into the loss (decode_refined), with and without actions,
 with burn-in (roll-out steps), with the segmentation study's switches (the blended-image
 likelihood among them), and for the S-IODINE and OP3 rows (IODINE-style refiner); and
 PARTS.rollout past the end of the batch."""
@@ -81,7 +81,8 @@ def test_model_steps_equal_the_numpy_reference(case):
   rng = jax.random.PRNGKey(3)
   got = jax.jit(model.apply)(params, rng, batch)
   want = run_reference(cfg, params, batch, rng)
-  for key in ("elbo", "kl", "nll", "masks", "recon", "attention", "posterior", "prior"):
+  for key in ("elbo", "kl", "nll", "masks", "recon", "attention", "posterior",
+              "decoded_posterior", "prior"):
     g, w = np.asarray(got[key], np.float64), want[key]
     assert g.shape == w.shape, (key, g.shape, w.shape)
     np.testing.assert_allclose(g, w, rtol=2e-3, atol=2e-3 * max(np.abs(w).max(), 1e-3),
@@ -106,6 +107,6 @@ def test_rollout_equals_the_reference_with_padded_frames():
   padded = {k: np.concatenate([v, np.zeros((B, total - T) + v.shape[2:], v.dtype)], axis=1)
             for k, v in batch.items()}
   want = run_reference(cfg, params, padded, rng, burn_in=burn_in)
-  for key in ("masks", "recon", "posterior"):
+  for key in ("masks", "recon", "posterior", "decoded_posterior"):
     np.testing.assert_allclose(np.asarray(got[key], np.float64), want[key], rtol=2e-3,
                                atol=2e-3 * max(np.abs(want[key]).max(), 1e-3), err_msg=key)

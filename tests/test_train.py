@@ -387,11 +387,19 @@ def test_save_config_records_changes_on_resume(tmp_path):
         {"step": 10, "changed": {k: list(v) for k, v in want.items()}}]
   assert setup_lib.load_config(workdir).to_dict() == new.to_dict()
   # The console line: changed values, then fields the saved config lacked (added to the code
-  # since: not a change of recipe) and fields dropped, each said as such.
+  # since) and fields dropped, each said as such.
   assert setup_lib.describe_changes(changed) == (
       "model.num_refine_steps 1 -> 2; train.num_steps 10 -> 20; "
-      "fields new since it was saved, at their defaults: train.added=x; "
+      "fields new since it was saved: train.added=x; "
       "fields no longer in the config: train.gone")
+  # Given the code's defaults, a new field this run sets otherwise is a change of recipe and is
+  # said so, with its default; one left at its default is not.
+  changed = {"model.first_frame_refine_steps": (None, 4), "model.tbptt": (None, 4),
+             "train.num_steps": (10, 20)}
+  assert setup_lib.describe_changes(changed, setup_lib.model_defaults()) == (
+      "train.num_steps 10 -> 20; fields new since it was saved, set away from their defaults "
+      "(the earlier steps ran at the default): model.first_frame_refine_steps=4 (default 0); "
+      "fields new since it was saved, at their defaults: model.tbptt=4")
 
 
 def test_progress_line_shows_the_elbo_and_the_fitted_elbo_when_trained_on(tmp_path, capsys):

@@ -11,7 +11,7 @@ default noted). The study:
 That is 24 runs: about 13 h on the project's 2-core CPU (0.5 steps/s per run, N = 2 half that),
 so on a CPU run a few presets at a time, as docs/study.md's runs 1-4 do (each with its own
 command there); on a GPU: --jobs=8 and `XLA_PYTHON_CLIENT_PREALLOCATE=false`. results.md gets
-the headline FG-ARI, the three diagnostic FG-ARIs, MSE and the training speed per row, mean +-
+the headline FG-ARI, the four diagnostic FG-ARIs, MSE and the training speed per row, mean +-
 std over seeds. `wide_decoder` and `relative_decoder` are measured against `refine_2` (the sprites
 default since docs/study.md run 5): `--sweep="presets=refine_2,relative_decoder;seeds=0,1"`;
 so are `beta_0.1`, `slot_dim_32` and `sigma_x_0.05_refine_2` (run 7: what the slots hold) and
