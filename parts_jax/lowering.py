@@ -71,15 +71,29 @@ def per_frame(sums: Dict[str, jnp.ndarray], num_frames: int) -> Dict[str, jnp.nd
 
 
 # --- Running the steps -------------------------------------------------------------------------
-def run(model, params, carry, xs, scan: bool) -> Tuple[Any, Outputs]:
+def starts(model, t0: int) -> Optional[bool]:
+  """Whether steps from t0 on start the sequence (t0 == 0), as a static value for `run` where the
+  model's step branches on t = 0 (config.first_frame_refine_steps > num_refine_steps); else None,
+  so that every window of a length shares one program."""
+  cfg = model.config
+  return t0 == 0 if cfg.get("first_frame_refine_steps", 0) > cfg.num_refine_steps else None
+
+
+def run(model, params, carry, xs, scan: bool,
+        starts_sequence: Optional[bool] = None) -> Tuple[Any, Outputs]:
   """Runs the steps of xs (time-major `StepInputs` [T, ...]) from `carry` in one jax.lax.scan
-  (`scan`) or a Python loop. Returns the last carry and time-major outputs [T, B, ...]."""
+  (`scan`) or a Python loop. Returns the last carry and time-major outputs [T, B, ...].
+  In the loop, `starts_sequence` (from `starts`) makes each step's `first` a Python bool (xs'
+  first step is t = 0 or not), so that the step branches on it without a conditional."""
   step = lambda c, inp: model.step(params, c, inp)
   if scan:
     return jax.lax.scan(step, carry, xs)
   per_step = []
   for i in range(xs.x.shape[0]):
-    carry, out = step(carry, jax.tree.map(lambda a: a[i], xs))
+    inputs = jax.tree.map(lambda a: a[i], xs)
+    if starts_sequence is not None:
+      inputs = inputs._replace(first=starts_sequence and i == 0)
+    carry, out = step(carry, inputs)
     per_step.append(out)
   return carry, jax.tree.map(lambda *a: jnp.stack(a), *per_step)
 
@@ -88,7 +102,7 @@ def _traced(*trees) -> bool:
   return any(isinstance(a, jax.core.Tracer) for a in jax.tree.leaves(trees))
 
 
-_run_jitted = jax.jit(run, static_argnums=(0, 4))   # One program per (model, window length).
+_run_jitted = jax.jit(run, static_argnums=(0, 4, 5))   # One per (model, window length, starts).
 
 
 def sequence(model, params, carry, xs) -> Outputs:
@@ -97,12 +111,14 @@ def sequence(model, params, carry, xs) -> Outputs:
   config.tbptt steps (all T when tbptt = 0), run from the host; traced: unrolled."""
   if model.time_loop == "windows" and not _traced(params, carry, xs):
     per_window = []
-    for window in windows(xs, model.config.tbptt):
-      carry, o = _run_jitted(model, params, carry, window, False)
+    bounds = window_bounds(xs.x.shape[0], model.config.tbptt)
+    for (t0, _), window in zip(bounds, windows(xs, model.config.tbptt)):
+      carry, o = _run_jitted(model, params, carry, window, False, starts(model, t0))
       per_window.append(o)
     outs = jax.tree.map(lambda *a: jnp.concatenate(a), *per_window)
   else:
-    _, outs = run(model, params, carry, xs, scan=model.time_loop == "scan")
+    scan = model.time_loop == "scan"
+    _, outs = run(model, params, carry, xs, scan, None if scan else starts(model, 0))
   outs = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), outs)
   outs["loss"] = loss(objective(frame_sums(outs)), outs["elbo"].size)
   return outs
@@ -128,12 +144,15 @@ def windows(xs, tbptt: int) -> List[Any]:
           for t0, t1 in window_bounds(xs.x.shape[0], tbptt)]
 
 
-def window_loss(model, params, carry, xs, num_steps: int):
-  """One truncation window (no gradient reaches `carry`); xs holds its steps ([W, ...]).
+def window_loss(model, params, carry, xs, num_steps: int,
+                starts_sequence: Optional[bool] = None):
+  """One truncation window (no gradient reaches `carry`); xs holds its steps ([W, ...]), the
+  first of them t = 0 or not as `starts_sequence` says (`starts`; None: as xs.first says).
 
   Returns (this window's share of the loss, (next carry, `frame_sums` of the window))."""
   carry = jax.lax.stop_gradient(carry)
-  carry, outs = run(model, params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False)
+  carry, outs = run(model, params, carry, xs._replace(cut=jnp.zeros_like(xs.cut)), scan=False,
+                    starts_sequence=starts_sequence)
   sums = frame_sums(outs)
   return loss(objective(sums), num_steps * xs.x.shape[1]), (carry, sums)
 
@@ -198,23 +217,25 @@ class Gradients:
     self.time_loop = time_loop or model.time_loop
     self._sequence = jax.jit(self._sequence_grads)
     self._prepare = jax.jit(model.step_inputs)
-    self._window = jax.jit(self._window_grads, static_argnums=(3,))
+    self._window = jax.jit(self._window_grads, static_argnums=(3, 4))
 
   def _sequence_grads(self, params, rng, batch):
     carry, xs = self.model.step_inputs(rng, batch)
     num_frames = xs.x.shape[0] * xs.x.shape[1]
+    scan = self.time_loop == "scan"
 
     def loss_fn(p):
-      _, outs = run(self.model, p, carry, xs, scan=self.time_loop == "scan")
+      _, outs = run(self.model, p, carry, xs, scan, None if scan else starts(self.model, 0))
       sums = frame_sums(outs)
       return loss(objective(sums), num_frames), sums
 
     (_, sums), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return grads, sums
 
-  def _window_grads(self, params, carry, xs, num_steps):
+  def _window_grads(self, params, carry, xs, num_steps, starts_sequence=None):
     (_, (carry, sums)), grads = jax.value_and_grad(
-        lambda p: window_loss(self.model, p, carry, xs, num_steps), has_aux=True)(params)
+        lambda p: window_loss(self.model, p, carry, xs, num_steps, starts_sequence),
+        has_aux=True)(params)
     return grads, carry, sums
 
   def __call__(self, params, rng, batch):
@@ -223,8 +244,9 @@ class Gradients:
     carry, xs = self._prepare(rng, batch)
     num_steps = xs.x.shape[0]
     grads = sums = None
-    for window in windows(xs, self.model.config.tbptt):
-      g, carry, s = self._window(params, carry, window, num_steps)
+    bounds = window_bounds(num_steps, self.model.config.tbptt)
+    for (t0, _), window in zip(bounds, windows(xs, self.model.config.tbptt)):
+      g, carry, s = self._window(params, carry, window, num_steps, starts(self.model, t0))
       wait_for_cpu_all_reduce((g, carry, s))
       grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
       sums = s if sums is None else jax.tree.map(jnp.add, sums, s)
@@ -237,12 +259,14 @@ class Gradients:
       return [Program("sequence", self._sequence, (params, rng, batch), 1)]
     carry, xs = jax.eval_shape(self.model.step_inputs, rng, batch)
     num_steps = xs.x.shape[0]
-    lengths = collections.Counter(
-        t1 - t0 for t0, t1 in window_bounds(num_steps, self.model.config.tbptt))
+    kinds = collections.Counter(   # (window length, `starts`): one program each
+        (t1 - t0, starts(self.model, t0))
+        for t0, t1 in window_bounds(num_steps, self.model.config.tbptt))
     programs = [Program("prepare", self._prepare, (rng, batch), 1)]
-    for n, calls in sorted(lengths.items()):
+    for (n, first), calls in sorted(kinds.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
       window = jax.tree.map(lambda a, n=n: jax.ShapeDtypeStruct((n,) + a.shape[1:], a.dtype), xs)
-      programs.append(Program(f"window[{n}]", self._window, (params, carry, window, num_steps),
+      name = f"window[{n}]" + ("" if first is None else f", t0 {'=' if first else '>'} 0")
+      programs.append(Program(name, self._window, (params, carry, window, num_steps, first),
                               calls))
     return programs
 

@@ -23,7 +23,7 @@ gradients to the refinement and predictor).
 
 Shapes: B batch, T time, H x W image, K slots, D slot dim, A action dim.
 """
-from typing import Dict, NamedTuple, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import chex
 import haiku as hk
@@ -54,7 +54,7 @@ class StepInputs(NamedTuple):
   rng: jax.Array
   observe: jnp.ndarray  # [] bool: refine with x_t (False during roll-out)
   cut: jnp.ndarray      # [] bool: stop gradients through the incoming carry (TBPTT)
-  first: jnp.ndarray    # [] bool: t = 0 (config.first_frame_refine_steps)
+  first: Any            # [] bool: t = 0 (config.first_frame_refine_steps); or a Python bool
 
 
 class PARTS:
@@ -292,13 +292,21 @@ class PARTS:
     # t = 0 with first_frame_refine_steps = N_0 > N: N_0 - N refinement steps before the N
     # regular ones, not decoded into the loss; noise keys 0..N_0-1 in order, so frame 0 is
     # refined exactly as by a model with N = N_0 (whose last decode the loss then takes).
+    # inputs.first is a Python bool where the lowering unrolls the steps (lowering.run's
+    # `starts`): the extra steps are then in frame 0's program alone, with no conditional (XLA:CPU
+    # ran the convolution gradients inside one ~5x slower); a traced bool takes a lax.cond.
     extra = max(cfg.get("first_frame_refine_steps", 0) - cfg.num_refine_steps, 0)
-    first = inputs.first & inputs.observe
-    for n in range(extra):
-      lam = jax.lax.cond(first, lambda l, n=n: self._refine_step(
-          params, inputs.x, l, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))[0],
-                         lambda l: l, lam)
-    offset = jnp.where(first, extra, 0) if extra else 0
+    extra_step = lambda l, n: self._refine_step(
+        params, inputs.x, l, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))[0]
+    if isinstance(inputs.first, bool):
+      for n in range(extra if inputs.first else 0):  # t = 0 is always observed (burn_in >= 1)
+        lam = extra_step(lam, n)
+      offset = extra if inputs.first else 0
+    else:
+      first = inputs.first & inputs.observe
+      for n in range(extra):
+        lam = jax.lax.cond(first, lambda l, n=n: extra_step(l, n), lambda l: l, lam)
+      offset = jnp.where(first, extra, 0) if extra else 0
     for n in range(cfg.num_refine_steps):
       decoded_lam = lam                                     # lambda_t^n, decoded below
       new_lam, fe, means, attn = self._refine_step(
