@@ -293,8 +293,9 @@ class PARTS:
     # regular ones, not decoded into the loss; noise keys 0..N_0-1 in order, so frame 0 is
     # refined exactly as by a model with N = N_0 (whose last decode the loss then takes).
     # inputs.first is a Python bool where the lowering unrolls the steps (lowering.run's
-    # `starts`): the extra steps are then in frame 0's program alone, with no conditional (XLA:CPU
-    # ran the convolution gradients inside one ~5x slower); a traced bool takes a lax.cond.
+    # `starts`): the extra steps are then in frame 0's program alone, with no conditional (with
+    # one, XLA:CPU trained the sprites recipe at under half the speed; docs/study.md run 29); a
+    # traced bool takes a lax.cond.
     extra = max(cfg.get("first_frame_refine_steps", 0) - cfg.num_refine_steps, 0)
     extra_step = lambda l, n: self._refine_step(
         params, inputs.x, l, prior_lam, carry.action, jax.random.fold_in(inputs.rng, n))[0]

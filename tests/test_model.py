@@ -256,8 +256,8 @@ def test_first_frame_refine_steps_refines_frame_0_as_a_model_with_n0_steps():
 
 def test_first_frame_refine_steps_without_a_conditional_where_steps_unroll():
   """Where the lowering unrolls the steps ("windows", "unroll") frame 0's extra refinement steps
-  sit in its own program, with no conditional in any program (XLA:CPU ran the convolution
-  gradients inside one ~5x slower); "scan" branches with lax.cond. Both compute the same."""
+  sit in its own program, with no conditional in any program (with one, XLA:CPU trained at under
+  half the speed); "scan" branches with lax.cond. Both compute the same."""
   from experiments.train import TrainStep, make_optimizer
   from experiments.configs import common
   opt = make_optimizer(common.base_config().train)
