@@ -24,8 +24,9 @@ BACKGROUND_SPILL = "bg_in_object_slots"   # metrics.background_in_object_slots, 
 DIAGNOSTIC_COLUMNS = tuple(f"fg_ari_{name}" for name in DIAGNOSTICS) + (
     BACKGROUND_SLOT, OBJECT_MASK_CONTRAST, BACKGROUND_SPILL)
 DIAGNOSTIC_HEADERS = ("FG-ARI masks at the mean (diag.)", "FG-ARI refined masks (diag.)",
-                      "FG-ARI responsibilities (diag.)", "FG-ARI attention (diag.)", "FG pixels in background slot (diag.)",
-                      "object mask contrast (diag.)", "BG pixels in object slots (diag.)")
+                      "FG-ARI responsibilities (diag.)", "FG-ARI attention (diag.)",
+                      "FG pixels in background slot (diag.)", "object mask contrast (diag.)",
+                      "BG pixels in object slots (diag.)")
 STATIC_COLUMNS = ("static_fg_ari_at_t", "static_mse_at_t", "static_kl_at_t", "static_fg_ari",
                   "static_mse", "static_kl")
 DIAGNOSTICS_NOTE = ("diagnostics, not the paper's number: FG-ARI of other per-pixel argmaxes "

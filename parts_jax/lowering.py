@@ -111,8 +111,7 @@ def sequence(model, params, carry, xs) -> Outputs:
   config.tbptt steps (all T when tbptt = 0), run from the host; traced: unrolled."""
   if model.time_loop == "windows" and not _traced(params, carry, xs):
     per_window = []
-    bounds = window_bounds(xs.x.shape[0], model.config.tbptt)
-    for (t0, _), window in zip(bounds, windows(xs, model.config.tbptt)):
+    for t0, window in windows(xs, model.config.tbptt):
       carry, o = _run_jitted(model, params, carry, window, False, starts(model, t0))
       per_window.append(o)
     outs = jax.tree.map(lambda *a: jnp.concatenate(a), *per_window)
@@ -138,9 +137,10 @@ def window_bounds(num_steps: int, tbptt: int) -> List[Tuple[int, int]]:
   return [(t0, min(t0 + length, num_steps)) for t0 in range(0, num_steps, length)]
 
 
-def windows(xs, tbptt: int) -> List[Any]:
-  """The per-window slices [W, ...] of time-major step inputs xs [T, ...] (`window_bounds`)."""
-  return [jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs)
+def windows(xs, tbptt: int) -> List[Tuple[int, Any]]:
+  """(t0, the window's slice [W, ...]) for each window of time-major step inputs xs [T, ...]
+  (`window_bounds`)."""
+  return [(t0, jax.tree.map(lambda a, t0=t0, t1=t1: a[t0:t1], xs))
           for t0, t1 in window_bounds(xs.x.shape[0], tbptt)]
 
 
@@ -244,8 +244,7 @@ class Gradients:
     carry, xs = self._prepare(rng, batch)
     num_steps = xs.x.shape[0]
     grads = sums = None
-    bounds = window_bounds(num_steps, self.model.config.tbptt)
-    for (t0, _), window in zip(bounds, windows(xs, self.model.config.tbptt)):
+    for t0, window in windows(xs, self.model.config.tbptt):
       g, carry, s = self._window(params, carry, window, num_steps, starts(self.model, t0))
       wait_for_cpu_all_reduce((g, carry, s))
       grads = g if grads is None else jax.tree.map(jnp.add, grads, g)

@@ -304,7 +304,8 @@ def step(params: Params, cfg, carry: Carry, x: np.ndarray, action: np.ndarray,
   outputs = dict(elbo=np.mean([d.elbo for d in decoded], 0), kl=np.mean([d.kl for d in decoded], 0),
                  nll=np.mean([d.nll for d in decoded], 0), masks=masks,
                  recon=np.sum(masks[..., None] * decoded[-1].means, axis=1), posterior=lam,
-                 decoded_posterior=decoded_lam, attention=attn, prior=lam0 if cfg.predictive_prior else np.zeros_like(lam))
+                 decoded_posterior=decoded_lam, attention=attn,
+                 prior=lam0 if cfg.predictive_prior else np.zeros_like(lam))
   return Carry(lam, state, action), outputs
 
 

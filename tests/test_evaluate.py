@@ -318,8 +318,8 @@ def test_config_for_workdir_fills_new_model_fields_without_a_config(tmp_path, ru
 def test_diagnostic_fg_aris_match_numpy_argmax_and_sklearn(tmp_path):
   """The four diagnostic FG-ARIs against an independent computation: responsibilities by hand
   in float64 NumPy (m_k N(x; C_k, sigma_x^2), normalised over k), the masks of the headline's and
-  of the refined posterior decoded from their means, the attention as returned; argmax per pixel; scikit-learn's ARI on the
-  foreground pixels of every frame."""
+  of the refined posterior decoded from their means, the attention as returned; argmax per
+  pixel; scikit-learn's ARI on the foreground pixels of every frame."""
   config = tiny_config(str(tmp_path / "data"))
   model = setup_lib.make_model(config)
   it = registry.get_iterator(config.data, "eval", EVAL_BATCH, seed=0, shuffle=False)
