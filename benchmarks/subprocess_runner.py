@@ -3,11 +3,13 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, Sequence
+from typing import Dict, Mapping, Optional, Sequence
 
 
-def measure(args: Sequence[str], devices: int = 0) -> Dict:
-  env = dict(os.environ)
+def measure(args: Sequence[str], devices: int = 0,
+            env: Optional[Mapping[str, str]] = None) -> Dict:
+  """measure_once's JSON for ARGS; `env`: variables set (over this process's) for the run."""
+  env = dict(os.environ, **(env or {}))
   if devices:
     env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
                         f" --xla_force_host_platform_device_count={devices}").strip()

@@ -44,6 +44,16 @@ _default("jax_persistent_cache_min_compile_time_secs", 0.0)
 # JAX_DISABLE_MOST_OPTIMIZATIONS=0 in the environment turns it off.
 _default("jax_disable_most_optimizations", True)
 
+# XLA:CPU's MLIR fusion emitters (jax 0.10.2's default) compile the suite's tiny programs slower
+# than its older elemental emitters: a tiny PARTS train step under "scan" 11.6 s against 7.6 s
+# on a 2-core AVX2 EPYC, and the suite took 15:30 against 12:08 (README Performance, `python -m
+# benchmarks.fusion_emitters`). Training keeps XLA's default. Appended to XLA_FLAGS in the
+# environment, so that the subprocesses that inherit it get it too (those whose XLA_FLAGS a test
+# writes add helpers.compile_flags()); an XLA_FLAGS naming the option already is left alone.
+_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters"
+if _FUSION_EMITTERS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FUSION_EMITTERS}=false".strip()
+
 
 def pytest_configure(config):
   """The controller hands its run id to the xdist workers, so that it can remove their cache."""

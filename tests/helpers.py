@@ -1,8 +1,17 @@
 """Test helpers: a tiny model config and generated frames (no data files needed)."""
+import os
+
 import numpy as np
 
 from experiments.configs.common import set_fields
 from parts_jax import get_model_config
+
+
+def compile_flags() -> str:
+  """The compile-time options tests/conftest.py put in XLA_FLAGS (the fusion emitters' setting),
+  for the subprocesses whose XLA_FLAGS a test writes itself."""
+  return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
+                  if f.startswith("--xla_cpu_use_fusion_emitters"))
 
 
 def tiny_model_config(**overrides):

@@ -10,6 +10,7 @@ import pytest
 from experiments import host_devices
 from experiments.configs import sprites
 from parts_jax.config import ConfigError
+from helpers import compile_flags
 
 
 def test_choose_divides_every_batch():
@@ -97,7 +98,8 @@ def test_two_host_devices_give_the_gradients_of_one():
   gives the same gradients and loss sums as the whole batch on one device, over two truncation
   windows; the host waits for each window's all-reduce only on two devices."""
   here = os.path.dirname(os.path.abspath(__file__))
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+  env = dict(os.environ,
+             XLA_FLAGS=f"--xla_force_host_platform_device_count=2 {compile_flags()}".strip(),
              PYTHONPATH=os.pathsep.join([here, os.path.dirname(here)]))
   out = subprocess.run([sys.executable, "-c", _TWO_DEVICES], env=env, check=True,
                        capture_output=True, text=True, timeout=600).stdout

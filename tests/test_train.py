@@ -26,6 +26,7 @@ import pytest
 
 from experiments import setup_lib
 from experiments.configs import ablations
+from helpers import compile_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = (
@@ -109,7 +110,7 @@ def env(xla_flags: str = "", **hooks) -> Dict[str, str]:
   e = {k: v for k, v in os.environ.items() if not k.startswith("PARTS_TEST_")}
   e.update(JAX_PLATFORMS="cpu",
            PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]),
-           XLA_FLAGS=f"{XLA_FLAGS} {xla_flags}".strip())
+           XLA_FLAGS=f"{XLA_FLAGS} {compile_flags()} {xla_flags}".strip())
   e.update({f"PARTS_TEST_{k.upper()}": str(v) for k, v in hooks.items()})
   return e
 
