@@ -17,7 +17,8 @@ are the mean of the last N kept checkpoints up to that step, listed as averaged_
 
 The first config.eval.num_sequences episodes of the eval split are used, in order; when the split
 has fewer, all of them are used and a warning is printed (num_sequences < num_sequences_requested
-in the JSON). The batch is sharded over all devices like in training; every batch uses the noise
+in the JSON). --config.eval.split=train scores the first episodes of the training split instead
+(an overfitting check; recorded under "overrides"). The batch is sharded over all devices like in training; every batch uses the noise
 key fold_in(PRNGKey(eval.seed), batch_index). Datasets without ground-truth masks (e.g. Robotics
 Arm) get null FG-ARI/ARI fields and an "fg_ari_note" saying why.
 """
@@ -66,14 +67,15 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
   ec = config.eval
   say = print if verbose and jax.process_index() == 0 else (lambda *a, **k: None)
   _, replicated, data_sharding = setup_lib.mesh_shardings()
-  it = registry.get_iterator(config.data, "eval", ec.batch_size, seed=ec.seed, shuffle=False,
+  split = ec.get("split", "eval")
+  it = registry.get_iterator(config.data, split, ec.batch_size, seed=ec.seed, shuffle=False,
                              process_index=jax.process_index(),
                              process_count=jax.process_count())
   try:
     available = len(it.source)
     num = min(ec.num_sequences, available)
     if num < ec.num_sequences:
-      say(f"WARNING: config.eval.num_sequences={ec.num_sequences} but the eval split of "
+      say(f"WARNING: config.eval.num_sequences={ec.num_sequences} but the {split} split of "
           f"{config.data.name!r} ({it.source.origin}) has {available} episodes; evaluating "
           f"all {available}", flush=True)
     setup_lib.check_actions(config, it.source.action_dim, it.source.origin)
@@ -91,7 +93,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str, output: Optional[s
     num_batches = math.ceil(num / ec.batch_size)
     say(f"Evaluating {workdir} (step {step}"
         + (f", parameters averaged over the checkpoints of steps {averaged}" if averaged else "")
-        + f", K={model.config.num_slots}) on {num} sequences of {config.data.name!r} in "
+        + f", K={model.config.num_slots}) on {num} sequences of {config.data.name!r}"
+        + ("" if split == "eval" else f" (the {split} split)") + " in "
         f"{num_batches} batches of {ec.batch_size}", flush=True)
     key = jax.random.PRNGKey(ec.seed)
     parts, start = [], time.time()

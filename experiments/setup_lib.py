@@ -46,6 +46,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
   if not isinstance(static_steps, int) or isinstance(static_steps, bool) or static_steps < 0:
     raise ConfigError(f"config.eval.static_steps must be an integer >= 0 (0 = off), got "
                       f"{static_steps!r}")
+  split = config.eval.get("split", "eval")
+  if split not in ("train", "eval"):
+    raise ConfigError(f"config.eval.split must be 'train' or 'eval', got {split!r}")
   average = config.eval.get("average_checkpoints", 1)
   check_positive_int("eval.average_checkpoints", average)
   if average > config.train.max_checkpoints:

@@ -12,6 +12,7 @@ from sklearn.metrics import adjusted_rand_score
 from datasets import registry
 from experiments import checkpointing, evaluate, evaluator, setup_lib, train
 from experiments.configs import sprites
+from parts_jax.config import ConfigError
 
 T, K, EVAL_BATCH, NUM_EVAL, STEP = 3, 3, 4, 6, 7
 
@@ -70,12 +71,12 @@ def _run(tmp_path_factory):
   return dict(config=config, workdir=workdir, params=params, result=result)
 
 
-def _eval_batches(config):
-  """The eval batches as documented: episodes in order, the last batch wrapping around to the
-  start of the split; video as float in [0, 1]."""
-  source = registry.build_source(config.data, "eval")
-  num_batches = -(-NUM_EVAL // EVAL_BATCH)
-  for i, indices in enumerate((np.arange(num_batches * EVAL_BATCH) % NUM_EVAL)
+def _eval_batches(config, split="eval", num=NUM_EVAL):
+  """The eval batches as documented: the first `num` episodes of `split` in order, the last
+  batch wrapping around to the start of the split; video as float in [0, 1]."""
+  source = registry.build_source(config.data, split)
+  num_batches = -(-num // EVAL_BATCH)
+  for i, indices in enumerate((np.arange(num_batches * EVAL_BATCH) % num)
                               .reshape(num_batches, EVAL_BATCH)):
     episodes = [source[int(j)] for j in indices]
     yield i, dict(
@@ -84,15 +85,15 @@ def _eval_batches(config):
         segmentations=np.stack([e["segmentations"][:T] for e in episodes]).astype(np.int32))
 
 
-def _sklearn_reference(config, params):
-  """Per-sequence FG-ARI / ARI / MSE [N, T] and roll-out MSE at step 2, recomputed from the
-  model outputs with sklearn and NumPy."""
+def _sklearn_reference(config, params, split="eval", num=NUM_EVAL):
+  """Per-sequence FG-ARI / ARI / MSE [N, T] and roll-out MSE at step 2 of the first `num`
+  episodes of `split`, recomputed from the model outputs with sklearn and NumPy."""
   model = setup_lib.make_model(config)
   apply = jax.jit(model.apply)
   rollout = jax.jit(model.rollout, static_argnums=(3, 4))
   key = jax.random.PRNGKey(config.eval.seed)
   fg, has_fg, ari, mse, ro_mse = [], [], [], [], []
-  for i, batch in _eval_batches(config):
+  for i, batch in _eval_batches(config, split, num):
     rng = jax.random.fold_in(key, i)
     out = jax.device_get(apply(params, rng, batch))
     ro = jax.device_get(rollout(params, jax.random.fold_in(rng, 1), batch, 2, 3))
@@ -106,7 +107,7 @@ def _sklearn_reference(config, params):
       mse.append(np.mean((np.asarray(out["recon"][b], np.float64) - batch["video"][b])**2,
                          axis=(1, 2, 3)))
       ro_mse.append(np.mean((ro["recon"][b, 2] - batch["video"][b, 2])**2))
-  keep = slice(0, NUM_EVAL)                                  # Drop the wrapped-around episodes.
+  keep = slice(0, num)                                       # Drop the wrapped-around episodes.
   return (np.array(fg)[keep], np.array(has_fg)[keep], np.array(ari)[keep], np.array(mse)[keep],
           np.array(ro_mse)[keep])
 
@@ -144,6 +145,28 @@ def test_metrics_match_sklearn_recomputation(run, reference):
   np.testing.assert_allclose(result["ari"], ari[:, -1].mean(), atol=1e-5)
   np.testing.assert_allclose(result["mse_per_step"], mse.mean(0), rtol=1e-5)
   assert len(set(np.round(fg[:, -1], 6))) > 1      # Not a degenerate (constant) score.
+
+
+def test_split_train_scores_the_training_episodes(run, tmp_path, capsys):
+  """eval.split = "train": the first episodes of the training split (4 of them, fewer than the
+  6 asked for: a warning), scored as the sklearn recomputation on those episodes scores them;
+  the split is named in the output and recorded in metrics.json's overrides."""
+  overrides = {"eval.split": "train"}
+  config = setup_lib.config_for_workdir(run["workdir"], overrides=overrides)
+  result = evaluate.evaluate(config, run["workdir"], output=str(tmp_path / "train.json"),
+                             overrides=overrides)
+  num_train = run["config"].data.num_train
+  fg, _, ari, mse, _ = _sklearn_reference(config, run["params"], "train", num_train)
+  assert result["num_sequences"] == num_train and result["overrides"] == overrides
+  np.testing.assert_allclose(result["fg_ari_per_sequence"], fg[:, -1], atol=1e-5)
+  np.testing.assert_allclose(result["ari"], ari[:, -1].mean(), atol=1e-5)
+  np.testing.assert_allclose(result["mse_per_step"], mse.mean(0), rtol=1e-5)
+  assert result["mse"] != run["result"]["mse"]      # not the eval split's episodes
+  printed = capsys.readouterr().out
+  assert "but the train split of" in printed and "(the train split)" in printed
+  with pytest.raises(ConfigError, match="eval.split"):
+    setup_lib.check_config(setup_lib.config_for_workdir(
+        run["workdir"], overrides={"eval.split": "validation"}))
 
 
 def test_rollout_fields(run, reference):

@@ -57,6 +57,10 @@ def base_config() -> ml_collections.ConfigDict:
                                      # averaging, SWA); train.max_checkpoints must keep N
   c.eval.max_ids = 24                # upper bound on ground-truth ids (MOVi has <= 23 objects)
   c.eval.seed = 0
+  c.eval.split = "eval"              # "train": experiments.evaluate scores the first episodes of
+                                     # the training split instead (are they fitted better than
+                                     # held-out ones?); the held-out eval during training and
+                                     # the headline use "eval"
   return c
 
 
