@@ -7,8 +7,9 @@ Rows: "sprites" (the training command's default config and step, one XLA:CPU dev
 "tiny" (a model of the test suite's size: 8 x 8 frames, K = 3, D = 4, 8-channel CNNs; under the
 CPU's "windows" lowering and under "scan", as most of tests/test_model.py runs it), with XLA's
 backend optimisations at level 0 as the test suite compiles them ("_opt0", tests/conftest.py)
-and, for "sprites", also at the default level, as training compiles it. `--xla_cpu_use_fusion_emitters=false`
-selects XLA:CPU's older elemental IR emitters for the loop fusions instead of the MLIR ones.
+and, for "sprites", also at the default level, as training compiles it.
+`--xla_cpu_use_fusion_emitters=false` selects XLA:CPU's older elemental IR emitters for the loop
+fusions instead of the MLIR ones.
 """
 import json
 import os

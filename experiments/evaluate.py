@@ -18,8 +18,8 @@ are the mean of the last N kept checkpoints up to that step, listed as averaged_
 The first config.eval.num_sequences episodes of the eval split are used, in order; when the split
 has fewer, all of them are used and a warning is printed (num_sequences < num_sequences_requested
 in the JSON). --config.eval.split=train scores the first episodes of the training split instead
-(an overfitting check; recorded under "overrides"). The batch is sharded over all devices like in training; every batch uses the noise
-key fold_in(PRNGKey(eval.seed), batch_index). Datasets without ground-truth masks (e.g. Robotics
+(an overfitting check; recorded under "overrides"). The batch is sharded over all devices like
+in training; every batch uses the noise key fold_in(PRNGKey(eval.seed), batch_index). Datasets without ground-truth masks (e.g. Robotics
 Arm) get null FG-ARI/ARI fields and an "fg_ari_note" saying why.
 """
 import math

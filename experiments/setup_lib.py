@@ -12,6 +12,7 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from datasets import base
 from experiments import checkpointing
 from parts_jax import PARTS, build_model
 from parts_jax.config import (ConfigError, check_positive_int, get_model_config,
@@ -47,8 +48,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"config.eval.static_steps must be an integer >= 0 (0 = off), got "
                       f"{static_steps!r}")
   split = config.eval.get("split", "eval")
-  if split not in ("train", "eval"):
-    raise ConfigError(f"config.eval.split must be 'train' or 'eval', got {split!r}")
+  if split not in base.SPLITS:
+    raise ConfigError(f"config.eval.split must be one of {base.SPLITS}, got {split!r}")
   average = config.eval.get("average_checkpoints", 1)
   check_positive_int("eval.average_checkpoints", average)
   if average > config.train.max_checkpoints:

@@ -50,9 +50,10 @@ _default("jax_disable_most_optimizations", True)
 # benchmarks.fusion_emitters`). Training keeps XLA's default. Appended to XLA_FLAGS in the
 # environment, so that the subprocesses that inherit it get it too (those whose XLA_FLAGS a test
 # writes add helpers.compile_flags()); an XLA_FLAGS naming the option already is left alone.
-_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters"
-if _FUSION_EMITTERS not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FUSION_EMITTERS}=false".strip()
+# (Imported here, after the JAX options above are in the environment: helpers imports JAX.)
+from helpers import FUSION_EMITTERS  # pylint: disable=g-import-not-at-top,wrong-import-position
+if FUSION_EMITTERS not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FUSION_EMITTERS}=false".strip()
 
 
 def pytest_configure(config):

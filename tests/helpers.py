@@ -7,11 +7,16 @@ from experiments.configs.common import set_fields
 from parts_jax import get_model_config
 
 
+# The XLA:CPU option tests/conftest.py sets for the suite (off: the older, faster-compiling
+# emitters; see there).
+FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters"
+
+
 def compile_flags() -> str:
   """The compile-time options tests/conftest.py put in XLA_FLAGS (the fusion emitters' setting),
   for the subprocesses whose XLA_FLAGS a test writes itself."""
   return " ".join(f for f in os.environ.get("XLA_FLAGS", "").split()
-                  if f.startswith("--xla_cpu_use_fusion_emitters"))
+                  if f.startswith(FUSION_EMITTERS))
 
 
 def tiny_model_config(**overrides):

@@ -221,13 +221,15 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
   """The study table: the four diagnostic FG-ARIs, the foreground share of the background slot,
   the object mask contrast and the background share of the object slots from metrics.json's
   "diagnostics" (n/a where an older metrics.json lacks one, as seed 0's lacks the contrast: its
-  group mean is marked "n=1 of 2") and the median logged steps/s (the first log line, which includes compilation, left out)."""
+  group mean is marked "n=1 of 2") and the median logged steps/s (the first log line, which
+  includes compilation, left out)."""
   root = str(tmp_path)
   for seed, resp, rates in ((0, 0.8, [0.1, 2.0, 3.0, 4.0]), (1, 0.9, [0.1, 4.0, 4.0, 6.0])):
     _write_metrics(root, f"combined/seed{seed}", preset="combined", seed=seed, fg_ari=0.5,
                    ari=0.4, mse=0.01, diagnostics=dict(
                        note="diagnostics", fg_ari_masks_mean=0.55, fg_ari_masks_refined=0.6,
-                       fg_ari_responsibilities=resp, fg_ari_attention=0.7, fg_in_background_slot=0.2 + 0.1 * seed,
+                       fg_ari_responsibilities=resp, fg_ari_attention=0.7,
+                       fg_in_background_slot=0.2 + 0.1 * seed,
                        bg_in_object_slots=0.01 + 0.02 * seed,
                        **({"object_mask_contrast": 0.3} if seed else {})))
     with open(os.path.join(root, f"combined/seed{seed}", "metrics.jsonl"), "w") as f:
@@ -249,7 +251,8 @@ def test_collect_diagnostic_and_speed_columns(tmp_path):
     markdown = f.read()
   assert ("| combined | combined | 2 | 0.5000 ± 0.0000 | 0.4000 ± 0.0000 | 0.01000 ± 0.00000 | "
           "0.5500 ± 0.0000 | 0.6000 ± 0.0000 | 0.8500 ± 0.0500 | 0.7000 ± 0.0000 | "
-          "0.2500 ± 0.0500 | 0.3000 ± 0.0000 (n=1 of 2) | 0.0200 ± 0.0100 | 3.50 ± 0.50 |") in markdown
+          "0.2500 ± 0.0500 | 0.3000 ± 0.0000 (n=1 of 2) | 0.0200 ± 0.0100 | 3.50 ± 0.50 |"
+          ) in markdown
   assert groups["combined"]["object_mask_contrast"] == pytest.approx(0.3)   # seed 1 only
   assert ("| old | old | 1 | 0.1000 ± 0.0000 | 0.1000 ± 0.0000 | 0.01000 ± 0.00000 | "
           "n/a | n/a | n/a | n/a | n/a | n/a | n/a | n/a |") in markdown
