@@ -23,7 +23,7 @@ recorded with its error and the next stage still runs):
                checkpoints/sprites), SIGTERM at the budget (a checkpoint is saved; the report's
                config_changed lists what the resume changed); then experiments.evaluate on it
   archive      OUT/checkpoint.tar.gz (latest checkpoint, or the last eval.average_checkpoints
-               of them, config.json, metrics.jsonl: extract it
+               of them, config.json, metrics.jsonl, tb/: extract it
                into a workdir and training resumes, on a CPU too), OUT/metrics.jsonl,
                OUT/eval_metrics.json
   study        (only with --stages=...,study) the segmentation study of
@@ -128,8 +128,10 @@ def override_flags(overrides: Dict[str, Any]) -> List[str]:
 
 
 # A run's files beside its checkpoints that travel with it (into the kit's workdir and back in
-# checkpoint.tar.gz): the config, the metrics log and the record of config changes on resume.
+# checkpoint.tar.gz): the config, the metrics log and the record of config changes on resume;
+# and its folders: the TensorBoard logs (the kit's steps add an event file of their own).
 RUN_FILES = ("config.json", "metrics.jsonl", setup_lib.CONFIG_HISTORY)
+RUN_DIRS = ("tb",)
 
 
 def join_override_pieces(pieces: List[str]) -> List[str]:
@@ -373,6 +375,9 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     for name in RUN_FILES:
       if os.path.exists(os.path.join(FLAGS.init_workdir, name)):
         shutil.copy(os.path.join(FLAGS.init_workdir, name), workdir)
+    for name in RUN_DIRS:
+      if os.path.isdir(os.path.join(FLAGS.init_workdir, name)):
+        shutil.copytree(os.path.join(FLAGS.init_workdir, name), os.path.join(workdir, name))
     steps = _checkpoint_steps(workdir)
     start_step = steps[-1] if steps else 0
   train_overrides = dict(overrides, **{"data.cache": False,
@@ -482,7 +487,7 @@ def stage_archive(out: str, workdir: str) -> Dict[str, Any]:
   with tarfile.open(path, "w:gz") as tar:
     for step in steps[-average:]:
       tar.add(os.path.join(ckpt, str(step)), arcname=f"checkpoints/{step}")
-    for name in RUN_FILES:
+    for name in RUN_FILES + RUN_DIRS:
       if os.path.exists(os.path.join(workdir, name)):
         tar.add(os.path.join(workdir, name), arcname=name)
   if os.path.exists(os.path.join(workdir, "metrics.jsonl")):

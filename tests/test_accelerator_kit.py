@@ -116,6 +116,11 @@ def test_accelerator_kit_dry_run_study_train_and_archive(tmp_path):
   # eval.average_checkpoints=2: the two checkpoints the evaluation averages travel
   assert sorted(os.listdir(resumed / "checkpoints")) == ["4", "8"]
   assert stages["archive"]["steps"] == [4, 8]
+  # the TensorBoard logs travel both ways: the init run's event file and the kit run's
+  init_events = os.listdir(init / "tb")
+  assert len(init_events) == 1, init_events
+  events = os.listdir(resumed / "tb")
+  assert set(init_events) < set(events) and len(events) == 2, events
   proc = _run(["experiments.train", "--config=experiments/configs/sprites.py",
                f"--workdir={resumed}", "--config.data.cache=False", "--config.model.beta=0.25",
                "--config.train.num_steps=10"] + overrides)
