@@ -372,12 +372,12 @@ def stage_train(out: str, workdir: str, overrides: Dict[str, Any], seconds: floa
     if not os.path.isdir(os.path.join(FLAGS.init_workdir, "checkpoints")):
       raise FileNotFoundError(f"--init_workdir={FLAGS.init_workdir} has no checkpoints/")
     shutil.copytree(os.path.join(FLAGS.init_workdir, "checkpoints"), os.path.join(workdir, "checkpoints"))
-    for name in RUN_FILES:
-      if os.path.exists(os.path.join(FLAGS.init_workdir, name)):
-        shutil.copy(os.path.join(FLAGS.init_workdir, name), workdir)
-    for name in RUN_DIRS:
-      if os.path.isdir(os.path.join(FLAGS.init_workdir, name)):
-        shutil.copytree(os.path.join(FLAGS.init_workdir, name), os.path.join(workdir, name))
+    for name in RUN_FILES + RUN_DIRS:
+      source = os.path.join(FLAGS.init_workdir, name)
+      if os.path.isdir(source):
+        shutil.copytree(source, os.path.join(workdir, name))
+      elif os.path.exists(source):
+        shutil.copy(source, workdir)
     steps = _checkpoint_steps(workdir)
     start_step = steps[-1] if steps else 0
   train_overrides = dict(overrides, **{"data.cache": False,

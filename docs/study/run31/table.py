@@ -32,8 +32,8 @@ def load(path):
 
 
 def curve_table():
-  rows = [json.loads(line) for line in open(os.path.join(ROOT, "checkpoints", "sprites",
-                                                         "metrics.jsonl"))]
+  with open(os.path.join(ROOT, "checkpoints", "sprites", "metrics.jsonl")) as f:
+    rows = [json.loads(line) for line in f]
   logged = [(r["step"], r["eval/fg_ari"]) for r in rows if "eval/fg_ari" in r]
   print("| steps | trained | evaluations | FG-ARI mean | s.e. |")
   print("|---" * 5 + "|")
