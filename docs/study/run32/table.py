@@ -1,5 +1,5 @@
-"""Prints run 32's tables (docs/study.md): the shipped run resumed on the 2-core CPU (AMD EPYC
-with AVX-512) from 98,511.
+"""Prints the tables of runs 32 and 33 (docs/study.md): the shipped run resumed on the 2-core CPU
+(AMD EPYC with AVX-512) from 98,511 (run 32, to 104,442) and from 104,442 (run 33, to 110,367).
 
   1. the held-out FG-ARI logged during training (the same 16 eval sequences every 500 steps,
      single checkpoints; checkpoints/sprites/metrics.jsonl), mean and standard error per window
