@@ -6,8 +6,8 @@
      from 84,000 on (run 31's table has the earlier ones);
   2. the 256-sequence evaluation on this machine of 98,511 (8 checkpoints averaged, restored
      from git) and of every later step in evals/ (8 averaged, and alone where evaluated so),
-     under two draws of the slots' noise, each paired per sequence with 98,511's under the same
-     draw.
+     under two draws of the slots' noise, each paired per sequence (under the same draw) with
+     98,511's and with 104,442's (`metrics.paired_fg_ari_difference`).
 
 usage: python docs/study/run32/table.py   (from the repository root)
 """
@@ -15,12 +15,17 @@ import glob
 import json
 import os
 import re
+import sys
 
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))
+sys.path.insert(0, ROOT)
+from parts_jax import metrics  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 BASE_STEP = 98_511
+PAIRED_WITH = (BASE_STEP, 104_442)   # the columns "minus S (paired)"
 WINDOW = 6_500
 EVALS = os.path.join(HERE, "evals")
 
@@ -45,7 +50,7 @@ def curve_table():
     where = "H200 (run 31)" if hi <= 97_000 else ("2-core CPU, AVX2 (run 31)" if
                                                   hi <= BASE_STEP + 1 else "2-core CPU, AVX-512")
     print(f"| {lo:,}-{min(hi - 1, last):,} | {where} | {len(v)} | {v.mean():.3f} | "
-          f"{v.std(ddof=1) / np.sqrt(len(v)):.3f} |")
+          f"{metrics.standard_error(v):.3f} |")
 
 
 def eval_table():
@@ -53,20 +58,24 @@ def eval_table():
   rows = sorted((int(m.group(1)), bool(m.group(2)), int(m.group(3)), path)
                 for path in glob.glob(os.path.join(EVALS, "*.json"))
                 for m in [pattern.search(path)] if m)
-  print("| checkpoint (8 averaged unless alone) | eval.seed | FG-ARI | s.e. | minus 98,511 "
-        "(paired) | ARI | MSE | FG in bg slot | refined masks (diag.) |")
-  print("|---" * 9 + "|")
+  print("| checkpoint (8 averaged unless alone) | eval.seed | FG-ARI | s.e. | "
+        + "".join(f"minus {b:,} (paired) | " for b in PAIRED_WITH)
+        + "ARI | MSE | FG in bg slot | refined masks (diag.) |")
+  print("|---" * (8 + len(PAIRED_WITH)) + "|")
   for step, alone, seed, path in rows:
     m = load(path)
-    base = np.array(load(os.path.join(EVALS, f"step{BASE_STEP}_eval_seed{seed}.json"))[
-        "fg_ari_per_sequence"], float)
-    x = np.array(m["fg_ari_per_sequence"], float)
-    ok = ~(np.isnan(x) | np.isnan(base))
-    d = x[ok] - base[ok]
-    diff = ("" if (step, alone) == (BASE_STEP, False) else
-            f"{d.mean():+.4f} +- {d.std(ddof=1) / np.sqrt(ok.sum()):.4f}")
+    diffs = []
+    for base_step in PAIRED_WITH:
+      if step < base_step or (step, alone) == (base_step, False):
+        diffs.append("")
+        continue
+      d = metrics.paired_fg_ari_difference(
+          m["fg_ari_per_sequence"],
+          load(os.path.join(EVALS, f"step{base_step}_eval_seed{seed}.json"))[
+              "fg_ari_per_sequence"])
+      diffs.append(f"{d['difference']:+.4f} +- {d['sem']:.4f}")
     print(f"| {step:,}{' alone' if alone else ''} | {seed} | {m['fg_ari']:.4f} | "
-          f"{m['fg_ari_sem']:.4f} | {diff} | {m['ari']:.3f} | {m['mse']:.5f} | "
+          f"{m['fg_ari_sem']:.4f} | {' | '.join(diffs)} | {m['ari']:.3f} | {m['mse']:.5f} | "
           f"{m['diagnostics']['fg_in_background_slot']:.3f} | "
           f"{m['diagnostics']['fg_ari_masks_refined']:.4f} |")
 
